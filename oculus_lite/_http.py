@@ -7,9 +7,7 @@ retryable, 5xx, and 429 (waiting ``Retry-After`` when the deadline allows).
 Never retried: other 4xx, TLS failures, oversized bodies, redirects.
 """
 
-import asyncio
 import dataclasses
-import email.utils
 import functools
 import json
 import logging
@@ -118,6 +116,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -336,6 +336,8 @@ async def asend(
     hints: Optional[Mapping[int, str]] = None,
 ) -> Response:
     """``send`` for coroutines: native ``arequest`` when the transport has one, else a worker thread."""
+    import asyncio
+
     native: Optional[Callable[[Request], Awaitable[Response]]] = getattr(
         transport, "arequest", None
     )
