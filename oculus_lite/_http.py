@@ -118,11 +118,9 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     except ValueError:
         import email.utils
 
-        try:
+        try:  # 3.8/3.9 raise TypeError on garbage, later versions ValueError
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
             return None
         seconds = when.timestamp() - time.time()
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
@@ -133,8 +131,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 def _clean(text: Any) -> Optional[str]:
     if text is None:
         return None
-    text = _CONTROL.sub(" ", str(text)).strip()
-    return text[:_MAX_MESSAGE] + ("..." if len(text) > _MAX_MESSAGE else "")
+    clean = _CONTROL.sub(" ", str(text)).strip()
+    return clean[:_MAX_MESSAGE] + ("..." if len(clean) > _MAX_MESSAGE else "")
 
 
 def _error_fields(response: Response) -> Tuple[Optional[str], Optional[str], Dict[str, Any]]:

@@ -15,7 +15,7 @@ flight. Network I/O never happens under the lock.
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Hashable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
 from urllib.parse import urlencode
 
 from . import _http
@@ -243,16 +243,10 @@ class Client:
 
     def check_revocation(self) -> bool:
         """Fetch the revocation list now; True when it changed. Cached revoked tokens are dropped."""
-        changed = self._revocation_list().refresh()
-        if changed:
-            self._apply_revocations()
-        return changed
+        return self._revocation_list().refresh()  # on_change applies it to the cache
 
     async def acheck_revocation(self) -> bool:
-        changed = await self._revocation_list().arefresh()
-        if changed:
-            self._apply_revocations()
-        return changed
+        return await self._revocation_list().arefresh()
 
     def stop(self) -> None:
         """Stop background threads, drop cached tokens, close the transport. Idempotent."""
@@ -317,7 +311,7 @@ class Client:
         else:
             norm = _normalise_scope(scope)  # raises with the reason
         if audience is None:
-            return norm, scope  # type: ignore[return-value]
+            return norm, scope
         check_text(audience, "audience", max_len=_MAX_AUDIENCE_LEN)
         if " " in audience:  # type: ignore[operator]
             raise ValidationError("audience must not contain spaces")
@@ -651,14 +645,8 @@ class Client:
         except ClientClosedError:
             pass
 
-    def _on_revocation_change(self, revoked: Any) -> None:
-        self._apply_revocations(revoked)
-
-    def _apply_revocations(self, revoked: Any = None) -> None:
-        """Turn cached entries whose jti was revoked into tombstones (off the hit path)."""
-        if revoked is None:
-            rl = self._revocation
-            revoked = rl.revoked if rl is not None else frozenset()
+    def _on_revocation_change(self, revoked: FrozenSet[str]) -> None:
+        """Turn cached entries whose jti was revoked into tombstones (keeps it off the hit path)."""
         if not revoked:
             return
         from .jwt import decode

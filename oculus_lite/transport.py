@@ -6,9 +6,7 @@ redirect, and turns every failure into a ``NetworkError`` subclass chained with
 ``from``. Status handling, retries and error mapping live in ``_http``.
 """
 
-import http.client
 import ipaddress
-import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -85,7 +83,7 @@ class _Headers(Dict[str, str]):
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __contains__(self, key: object) -> bool:
@@ -210,6 +208,8 @@ def is_loopback_host(host: str) -> bool:
 
 def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
     """Turn a low-level exception into the matching NetworkError (the caller raises it ``from exc``)."""
+    import http.client
+    import socket
     import ssl
 
     reason: BaseException = exc
@@ -302,7 +302,7 @@ class UrllibTransport:
 
         opener = urllib.request.OpenerDirector()
         handlers: Tuple[Any, ...] = (
-            urllib.request.ProxyHandler(proxies),
+            urllib.request.ProxyHandler(dict(proxies) if proxies is not None else None),
             urllib.request.HTTPHandler(),
             urllib.request.HTTPSHandler(context=_context_for(self._verify)),
             _NoRedirect(),
@@ -324,6 +324,7 @@ class UrllibTransport:
             return self._opener
 
     def request(self, request: Request) -> Response:
+        import http.client
         import urllib.error
         import urllib.request
 

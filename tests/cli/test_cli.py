@@ -1,0 +1,71 @@
+"""The command line, in-process through main(argv), plus one `python -m` smoke test."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from oculus_lite._cli import main
+
+
+@pytest.fixture
+def configured(monkeypatch, emulator, agent):
+    monkeypatch.setenv("AGENT_CLIENT_ID", agent.client_id)
+    monkeypatch.setenv("AGENT_CLIENT_SECRET", agent.client_secret)
+    monkeypatch.setenv("ANTI_AI_URL", emulator.url)
+    return emulator
+
+
+def test_token_prints_only_the_token(configured, capsys, canary):
+    assert main(["token", "--scope", "db:read"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(".") == 2 and out.strip() == out.strip().split()[0]
+    assert canary not in out + err
+
+
+def test_token_exit_codes(configured, monkeypatch, capsys, canary):
+    assert main(["token", "--scope", "stripe:customer:read"]) == 3
+    assert "403" in capsys.readouterr().err
+    monkeypatch.setenv("AGENT_CLIENT_SECRET", "wrong-" + canary)
+    assert main(["token", "--scope", "db:read"]) == 3
+    out, err = capsys.readouterr()
+    assert "401" in err and canary not in out + err
+    assert main(["token", "--scope", "db:read\r\nx"]) == 2
+    assert main(["token"]) == 2
+    monkeypatch.delenv("AGENT_CLIENT_ID")
+    assert main(["token", "--scope", "db:read"]) == 2
+    assert "AGENT_CLIENT_ID" in capsys.readouterr().err
+
+
+def test_token_network_failure_exit_code(monkeypatch, capsys):
+    from oculus_lite.emulator import Emulator
+
+    with Emulator() as emu:
+        gone = emu.url
+    monkeypatch.setenv("AGENT_CLIENT_ID", "a")
+    monkeypatch.setenv("AGENT_CLIENT_SECRET", "b")
+    monkeypatch.setenv("ANTI_AI_URL", gone)
+    assert main(["token", "--scope", "db:read"]) == 4
+
+
+def test_no_command_is_usage(capsys):
+    assert main([]) == 2
+
+
+def test_demo_runs_end_to_end(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "32 callers, 1 distinct token(s), 1 token request(s) sent" in out
+    assert "AuthenticationError" in out and "ForbiddenError" in out
+    assert "demo-secret-not-for-production" not in out
+
+
+def test_python_dash_m_smoke():
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-m", "oculus_lite", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0
+    for command in ("serve", "token", "decode", "demo"):
+        assert command in result.stdout
