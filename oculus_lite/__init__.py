@@ -17,63 +17,59 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 from ._version import __version__
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Client, OculusClient
-    from .emulator import Emulator
-    from .exceptions import (
-        AgentOTPError,
-        ApprovalTimeoutError,
-        AuthenticationError,
-        ClientClosedError,
-        ConfigurationError,
-        ConflictError,
-        ExpiredTokenError,
-        ForbiddenError,
-        ImmatureTokenError,
-        InvalidAudienceError,
-        InvalidIssuerError,
-        InvalidResponseError,
-        InvalidSignatureError,
-        InvalidTokenError,
-        KeyNotFoundError,
-        MalformedTokenError,
-        NetworkError,
-        NetworkTimeoutError,
-        NotFoundError,
-        OculusAPIError,
-        OculusAuthError,
-        OculusError,
-        RateLimitError,
-        ResponseTooLargeError,
-        RevokedTokenError,
-        ServerError,
-        TLSError,
-        TokenRevokedException,
-        UnsupportedAlgorithmError,
-        ValidationError,
-    )
-    from .jwt import Claims, JwksVerifier
-    from .models import Token
-    from .permissions import (
-        AgentOTPClient,
-        AsyncAgentOTPClient,
-        AsyncPermissionClient,
-        Permission,
-        PermissionClient,
-        PermissionRequest,
-        PermissionResponse,
-        PermissionStatus,
-        TokenUsage,
-        TokenVerification,
-    )
-    from .transport import (
-        AsyncTransport,
-        Request,
-        Response,
-        Transport,
-        UrllibTransport,
-        register_transport,
-    )
+if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
+    from .client import Client as Client
+    from .client import OculusClient as OculusClient
+    from .emulator import Emulator as Emulator
+    from .exceptions import AgentOTPError as AgentOTPError
+    from .exceptions import ApprovalTimeoutError as ApprovalTimeoutError
+    from .exceptions import AuthenticationError as AuthenticationError
+    from .exceptions import ClientClosedError as ClientClosedError
+    from .exceptions import ConfigurationError as ConfigurationError
+    from .exceptions import ConflictError as ConflictError
+    from .exceptions import ExpiredTokenError as ExpiredTokenError
+    from .exceptions import ForbiddenError as ForbiddenError
+    from .exceptions import ImmatureTokenError as ImmatureTokenError
+    from .exceptions import InvalidAudienceError as InvalidAudienceError
+    from .exceptions import InvalidIssuerError as InvalidIssuerError
+    from .exceptions import InvalidResponseError as InvalidResponseError
+    from .exceptions import InvalidSignatureError as InvalidSignatureError
+    from .exceptions import InvalidTokenError as InvalidTokenError
+    from .exceptions import KeyNotFoundError as KeyNotFoundError
+    from .exceptions import MalformedTokenError as MalformedTokenError
+    from .exceptions import NetworkError as NetworkError
+    from .exceptions import NetworkTimeoutError as NetworkTimeoutError
+    from .exceptions import NotFoundError as NotFoundError
+    from .exceptions import OculusAPIError as OculusAPIError
+    from .exceptions import OculusAuthError as OculusAuthError
+    from .exceptions import OculusError as OculusError
+    from .exceptions import RateLimitError as RateLimitError
+    from .exceptions import ResponseTooLargeError as ResponseTooLargeError
+    from .exceptions import RevokedTokenError as RevokedTokenError
+    from .exceptions import ServerError as ServerError
+    from .exceptions import TLSError as TLSError
+    from .exceptions import TokenRevokedException as TokenRevokedException
+    from .exceptions import UnsupportedAlgorithmError as UnsupportedAlgorithmError
+    from .exceptions import ValidationError as ValidationError
+    from .jwt import Claims as Claims
+    from .jwt import JwksVerifier as JwksVerifier
+    from .models import Token as Token
+    from .permissions import AgentOTPClient as AgentOTPClient
+    from .permissions import AsyncAgentOTPClient as AsyncAgentOTPClient
+    from .permissions import AsyncPermissionClient as AsyncPermissionClient
+    from .permissions import Permission as Permission
+    from .permissions import PermissionClient as PermissionClient
+    from .permissions import PermissionRequest as PermissionRequest
+    from .permissions import PermissionResponse as PermissionResponse
+    from .permissions import PermissionStatus as PermissionStatus
+    from .permissions import TokenUsage as TokenUsage
+    from .permissions import TokenVerification as TokenVerification
+    from .transport import AsyncTransport as AsyncTransport
+    from .transport import Request as Request
+    from .transport import Response as Response
+    from .transport import Transport as Transport
+    from .transport import UrllibTransport as UrllibTransport
+    from .transport import register_transport as register_transport
 
 _EXCEPTIONS = (
     "AgentOTPError ApprovalTimeoutError AuthenticationError ClientClosedError ConfigurationError "

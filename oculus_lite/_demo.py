@@ -6,7 +6,7 @@ this run; nothing is canned. Tokens are never printed, only their claims.
 
 import threading
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 __all__ = ["run_demo"]
 
@@ -26,7 +26,9 @@ def run_demo(out: TextIO) -> int:
     with Emulator() as emu:
         say("oculus_lite demo: an embedded emulator is listening on {}".format(emu.url))
         emu.add_agent("demo-agent", "demo-secret-not-for-production", scopes=["db:*", "crm:*"], token_ttl=3)
-        count: Callable[[], int] = lambda: int(emu.stats()["token_requests"])
+
+        def count() -> int:
+            return int(emu.stats()["token_requests"])
 
         with Client("demo-agent", "demo-secret-not-for-production", emu.url) as client:
             step(1, "A scoped, short-lived token (client credentials)")

@@ -386,12 +386,9 @@ def _builtin(name: str) -> Optional[TransportFactory]:
     if name == "urllib":
         return UrllibTransport
     if name == "pooled":
-        try:
-            from . import _pooled
-        except ImportError:  # pragma: no cover - present once the pooled transport lands
-            return None
-        factory: TransportFactory = getattr(_pooled, "PooledTransport")
-        return factory
+        from ._pooled import PooledTransport
+
+        return PooledTransport
     return None
 
 

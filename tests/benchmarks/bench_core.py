@@ -147,7 +147,9 @@ def main(argv=None):
         client = Client(emu.demo_client_id, emu.demo_client_secret, emu.url, revocation_interval=None)
         client.get_token("db:read")
         floor, locked = _Floor(), _LockedFloor()
-        hit = lambda: client.get_token("db:read")
+
+        def hit():
+            return client.get_token("db:read")
         f = per_call_ns(lambda: floor.get("db:read"), number, repeat)
         lf = per_call_ns(lambda: locked.get("db:read"), number, repeat)
         h = per_call_ns(hit, number, repeat)

@@ -236,7 +236,7 @@ def test_async_hit_takes_no_thread_hop(make_client):
         from concurrent.futures import ThreadPoolExecutor
 
         class CountingExecutor(ThreadPoolExecutor):
-            def submit(self, fn, *args, **kwargs):
+            def submit(self, fn, /, *args, **kwargs):
                 submitted.append(fn)
                 return super().submit(fn, *args, **kwargs)
 

@@ -26,7 +26,9 @@ def test_check_revocation_then_get_token_raises(emulator, make_client, token_req
 
 def test_poller_starts_with_the_first_token_and_stops(emulator, make_client):
     client = make_client(revocation_interval=0.2)
-    names = lambda: {t.name for t in threading.enumerate() if "revocation" in t.name}
+
+    def names():
+        return {t.name for t in threading.enumerate() if "revocation" in t.name}
     assert not names()
     info = client.get_token_info("db:read")
     assert names()

@@ -3,8 +3,6 @@
 import asyncio
 import logging
 
-import pytest
-
 from oculus_lite import Client, OculusError
 
 
@@ -20,7 +18,7 @@ def test_canary_never_leaks(emulator, agent, canary, caplog):
         tokens = {info.access_token}
         seen_objects += [client, info, rt_client]
         rt_info = rt_client.get_token_info("db:read")
-        tokens |= {rt_info.access_token, rt_info.refresh_token}
+        tokens |= {rt_info.access_token, rt_info.refresh_token or ""}
         seen_objects.append(rt_info)
         tokens.add(asyncio.run(client.aget_token("crm:read")))
         for scope in ("stripe:customer:read", "db:x\n"):  # a 403 and a validation error
