@@ -243,8 +243,16 @@ def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
 
 
 def _origin(url: str) -> str:
+    """scheme://host[:port]/path of a URL: what an error message may show (no query, no userinfo)."""
     parts = urlsplit(url)
-    return "{}://{}{}".format(parts.scheme, parts.hostname or "", parts.path)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[{}]".format(host)
+    return "{}://{}{}{}".format(parts.scheme, host, ":{}".format(port) if port else "", parts.path)
 
 
 def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> bytes:

@@ -84,3 +84,16 @@ def test_vendored_zip_works_under_isolated_mode(tmp_path, emulator):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"
     assert emulator.stats()["token_requests"] == 1
+
+
+def test_installed_distribution_has_no_runtime_dependencies():
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover
+        pytest.skip("importlib.metadata unavailable")
+    try:
+        requires = metadata.requires("oculus-lite")
+    except metadata.PackageNotFoundError:
+        pytest.skip("running from a source tree, not an installed distribution")
+    assert not [r for r in (requires or []) if "extra ==" not in r]
+    assert (PACKAGE_DIR / "py.typed").is_file()

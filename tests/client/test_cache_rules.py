@@ -172,7 +172,12 @@ def test_refresh_ahead_renews_in_background(emulator, make_client, token_request
     # Every call in between got a token; the old one was served while the new one was fetched.
     assert first in seen
     assert token_requests() >= 2
-    assert any(t.name.startswith("oculus-lite-refresh") for t in threading.enumerate())
+    refreshers = [t for t in threading.enumerate() if t.name.startswith("oculus-lite-refresh")]
+    assert refreshers and all(t.daemon for t in refreshers)
+    client.stop()
+    for t in refreshers:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in refreshers)
 
 
 def test_refresh_token_grant_is_used_and_rotating_tokens_coalesce(emulator, make_client):
