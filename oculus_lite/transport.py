@@ -7,10 +7,20 @@ redirect, and turns every failure into a ``NetworkError`` subclass chained with
 """
 
 import ipaddress
-import sys
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+    runtime_checkable,
+)
 from urllib.parse import urlsplit
 
 from .exceptions import (
@@ -25,10 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import ssl
     import urllib.request
 
-if sys.version_info >= (3, 8):
-    from typing import Protocol, runtime_checkable
-else:  # pragma: no cover
-    from typing_extensions import Protocol, runtime_checkable
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -72,9 +78,7 @@ class Request:
 
     def redacted_headers(self) -> Tuple[Tuple[str, str], ...]:
         """Headers safe to log: credential-bearing values replaced."""
-        return tuple(
-            (k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers
-        )
+        return tuple((k, "<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers)
 
 
 class _Headers(Dict[str, str]):
@@ -235,9 +239,7 @@ def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
         return NetworkError("{}: connection closed in the middle of the response".format(where))
     if isinstance(reason, (http.client.HTTPException, ConnectionError)):
         return NetworkError(
-            "{}: connection closed or reset by the server ({})".format(
-                where, reason.__class__.__name__
-            )
+            "{}: connection closed or reset by the server ({})".format(where, reason.__class__.__name__)
         )
     return NetworkError("{} failed: {}".format(where, reason.__class__.__name__))
 
@@ -260,8 +262,9 @@ def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> b
     body = read(limit + 1)
     if len(body) > limit:
         raise ResponseTooLargeError(
-            "{} {}: response body larger than {} bytes; raise max_response_bytes if this is "
-            "expected".format(request.method, _origin(request.url), limit)
+            "{} {}: response body larger than {} bytes; raise max_response_bytes if this is expected".format(
+                request.method, _origin(request.url), limit
+            )
         )
     return body
 
@@ -427,17 +430,16 @@ def get_transport(name: str) -> Any:
             hint = (
                 "install it with: pip install {}".format(_KNOWN_PLUGINS[name])
                 if name in _KNOWN_PLUGINS
-                else "no plugin registers it in the '{}' entry-point group".format(
-                    _ENTRY_POINT_GROUP
-                )
+                else "no plugin registers it in the '{}' entry-point group".format(_ENTRY_POINT_GROUP)
             )
             raise ConfigurationError("unknown transport {!r}: {}".format(name, hint))
         try:
             factory = ep.load()
         except ImportError as exc:
             raise ConfigurationError(
-                "transport {!r} is registered but its backend failed to import ({}); "
-                "reinstall {}".format(name, exc, _KNOWN_PLUGINS.get(name, "the plugin"))
+                "transport {!r} is registered but its backend failed to import ({}); reinstall {}".format(
+                    name, exc, _KNOWN_PLUGINS.get(name, "the plugin")
+                )
             ) from exc
     assert factory is not None
     return factory()
@@ -449,9 +451,7 @@ def resolve_transport(transport: Any) -> Any:
         return UrllibTransport()
     if isinstance(transport, str):
         return get_transport(transport)
-    if callable(getattr(transport, "request", None)) or callable(
-        getattr(transport, "arequest", None)
-    ):
+    if callable(getattr(transport, "request", None)) or callable(getattr(transport, "arequest", None)):
         return transport
     raise ConfigurationError(
         "transport must be a name (e.g. 'urllib') or an object with request(Request) -> Response "
