@@ -72,6 +72,20 @@ def _normalise_scope(scope: object) -> str:
     return " ".join(parts)
 
 
+def _lifetime(value: object) -> float:
+    """Seconds from ``expires_in``: absent or unusable means the service default (600 s);
+    clamped to [0, 1 year] so a hostile value cannot overflow the clock arithmetic."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return _DEFAULT_LIFETIME
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return _DEFAULT_LIFETIME
+    if seconds != seconds:  # NaN
+        return _DEFAULT_LIFETIME
+    return max(0.0, min(seconds, 366 * 86400.0))
+
+
 class Client:
     """Gets, caches and renews scoped access tokens for one agent.
 
@@ -446,15 +460,7 @@ class Client:
                 "token response has no access_token (fields: {})".format(", ".join(sorted(data)) or "none"),
                 status_code=response.status,
             )
-        lifetime = data.get("expires_in", _DEFAULT_LIFETIME)
-        if isinstance(lifetime, str):
-            try:
-                lifetime = float(lifetime)
-            except ValueError:
-                lifetime = _DEFAULT_LIFETIME
-        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime != lifetime:
-            lifetime = _DEFAULT_LIFETIME
-        lifetime = max(0.0, min(float(lifetime), 366 * 86400.0))
+        lifetime = _lifetime(data.get("expires_in"))
         refresh_at, block_at, expires = timing(sent_at, lifetime, self._margin)
         extra: Optional[Dict[str, Any]] = None
         for name in ("sdk_service_token", "scope", "token_type"):
