@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("oculus_lite.http")
+# A library never prints on its own: records go wherever the application configures logging.
+logging.getLogger("oculus_lite").addHandler(logging.NullHandler())
 
 _MAX_MESSAGE = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -1,0 +1,510 @@
+"""JwksVerifier: the verification half of ``oculus_lite.jwt`` (re-exported there).
+
+Order of checks: shape and header (alg allow-list, crit, kid) before any key is
+touched, then the signature, then exp/nbf/iat/aud/iss, then the revocation list.
+A key or revocation fetch that fails is a network/API error, not a verdict on
+the token. Keys and the memo are read without a lock; fetches are single-flight.
+"""
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+from ._checks import as_seconds, check_claims, check_header, is_number
+from ._jwks import SUPPORTED_ALGORITHMS, KeySet, SingleFlight, parse_max_age
+from .exceptions import (
+    ClientClosedError,
+    ConfigurationError,
+    InvalidSignatureError,
+    OculusError,
+    RevokedTokenError,
+)
+from .jwt import Claims, Decoded, decode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .revocation import RevocationList
+    from .transport import Request
+
+__all__ = ["JwksVerifier"]
+
+log = logging.getLogger("oculus_lite.jwt")
+
+
+# --------------------------------------------------------------------------- verification
+
+
+class JwksVerifier:
+    """Verifies RS256/RS384/RS512 tokens against the issuer's JWKS; thread-safe.
+
+    ``verifier.verify(token)`` returns the token's ``Claims`` or raises an
+    ``InvalidTokenError`` subclass whose ``reason`` says what is wrong. Failing
+    to reach the JWKS (or, the first time, the revocation list) raises the
+    network/API error instead: that is not a verdict on the token.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        *,
+        jwks_url: Optional[str] = None,
+        audience: Union[None, str, Sequence[str]] = None,
+        issuer: Optional[str] = None,
+        leeway: float = 30.0,
+        check_revocation: bool = True,
+        memo: bool = True,
+        transport: Any = None,
+        algorithms: Sequence[str] = SUPPORTED_ALGORITHMS,
+        revocation_url: Optional[str] = None,
+        revocation_interval: Optional[float] = 15.0,
+        cache_ttl: float = 24 * 3600.0,
+        min_cache_ttl: float = 5.0,
+        refetch_cooldown: float = 60.0,
+        memo_size: int = 4096,
+        timeout: float = 10.0,
+        retries: int = 2,
+        allow_insecure_http: bool = False,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from ._config import validate_base_url
+
+        if base_url is None and jwks_url is None:
+            raise ConfigurationError(
+                "JwksVerifier needs base_url (the token service, e.g. 'https://api.antiailabs.com') "
+                "or jwks_url"
+            )
+        base = (
+            validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
+            if base_url is not None
+            else None
+        )
+        self._jwks_url = (
+            validate_base_url(jwks_url, allow_insecure_http=allow_insecure_http, what="jwks_url")
+            if jwks_url is not None
+            else "{}/.well-known/jwks.json".format(base)
+        )
+        if isinstance(audience, str):
+            audience = (audience,)
+        if audience is not None and (not audience or not all(isinstance(a, str) and a for a in audience)):
+            raise ConfigurationError("audience must be a non-empty string or a list of them")
+        self._audience: Optional[Tuple[str, ...]] = tuple(audience) if audience is not None else None
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ConfigurationError("issuer must be a non-empty string")
+        self._issuer = issuer
+        for name, value in (
+            ("leeway", leeway),
+            ("cache_ttl", cache_ttl),
+            ("min_cache_ttl", min_cache_ttl),
+            ("refetch_cooldown", refetch_cooldown),
+            ("timeout", timeout),
+        ):
+            if not is_number(value) or value < 0 or value != value:
+                raise ConfigurationError("{} must be a number >= 0, got {!r}".format(name, value))
+        algs = tuple(algorithms)
+        bad = [a for a in algs if a not in SUPPORTED_ALGORITHMS]
+        if not algs or bad:
+            raise ConfigurationError(
+                "algorithms must be a non-empty subset of {}; refused: {}".format(
+                    list(SUPPORTED_ALGORITHMS), bad
+                )
+            )
+        self._algorithms = algs
+        self._leeway = float(leeway)
+        self._cache_ttl = float(cache_ttl)
+        self._min_cache_ttl = float(min_cache_ttl)
+        self._cooldown = float(refetch_cooldown)
+        self._timeout = float(timeout)
+        self._clock = clock
+        self._monotonic = monotonic
+
+        if not timeout > 0:
+            raise ConfigurationError("timeout must be a number of seconds > 0")
+        if check_revocation:
+            if revocation_url is None:
+                if base is None:
+                    raise ConfigurationError(
+                        "check_revocation needs base_url or revocation_url (or pass check_revocation=False)"
+                    )
+                revocation_url = base + "/oauth/revoked-tokens"
+            else:
+                revocation_url = validate_base_url(
+                    revocation_url, allow_insecure_http=allow_insecure_http, what="revocation_url"
+                )
+
+        from ._http import RetryPolicy
+        from .transport import resolve_transport
+
+        self._policy = RetryPolicy(retries=max(0, int(retries)))
+        self._owns_transport = transport is None or isinstance(transport, str)
+        self._transport = resolve_transport(transport)
+
+        self._revocation: Optional["RevocationList"] = None
+        if revocation_url is not None and check_revocation:
+            from .revocation import RevocationList
+
+            self._revocation = RevocationList(
+                revocation_url,
+                transport=self._transport,
+                interval=revocation_interval,
+                timeout=timeout,
+                name="oculus-lite-verifier-revocation",
+            )
+        self._lock = threading.Lock()
+        self._keys: Optional[KeySet] = None
+        self._keys_expire = 0.0  # monotonic instant after which the set is refreshed
+        self._last_forced: Optional[float] = None  # monotonic instant of the last unknown-kid refetch
+        self._key_flight = SingleFlight()
+        self._revocation_flight = SingleFlight()
+        self._memo: Optional[Dict[str, Tuple[Claims, float, Optional[str], int]]] = {} if memo else None
+        self._memo_size = max(1, int(memo_size))
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return "JwksVerifier(jwks_url={!r}, audience={!r}, issuer={!r})".format(
+            self._jwks_url, self._audience, self._issuer
+        )
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def jwks_url(self) -> str:
+        return self._jwks_url
+
+    @property
+    def key_ids(self) -> Tuple[str, ...]:
+        """The kids of the usable keys currently cached."""
+        keys = self._keys
+        return keys.kids if keys is not None else ()
+
+    def verify(self, token: str) -> Claims:
+        """The token's claims, or an ``InvalidTokenError`` subclass saying why not."""
+        hit = self._memo_hit(token)
+        if hit is not None:
+            return hit
+        decoded = decode(token)
+        alg, kid = check_header(decoded.header, self._algorithms)
+        keys = self._keys
+        need = self._need_fetch(keys, kid)
+        tries = 0
+        while need is not None:
+            self._fetch_keys_sync(need)
+            tries += 1
+            keys = self._keys
+            need = "initial" if keys is None and tries < 3 else None
+        if keys is None:
+            raise OculusError("the JWKS could not be loaded from {}".format(self._jwks_url))
+        key_gen = self._check_signature(keys, decoded, alg, kid)
+        claims = check_claims(decoded.claims, self._clock(), self._leeway, self._audience, self._issuer)
+        if self._revocation is not None and self._revocation.last_success is None:
+            self._load_revocation_sync()
+        return self._finish(token, claims, key_gen)
+
+    async def averify(self, token: str) -> Claims:
+        """``verify`` for coroutines: key and revocation fetches never block the event loop."""
+        hit = self._memo_hit(token)
+        if hit is not None:
+            return hit
+        decoded = decode(token)
+        alg, kid = check_header(decoded.header, self._algorithms)
+        keys = self._keys
+        need = self._need_fetch(keys, kid)
+        tries = 0
+        while need is not None:
+            await self._fetch_keys_async(need)
+            tries += 1
+            keys = self._keys
+            need = "initial" if keys is None and tries < 3 else None
+        if keys is None:
+            raise OculusError("the JWKS could not be loaded from {}".format(self._jwks_url))
+        key_gen = self._check_signature(keys, decoded, alg, kid)
+        claims = check_claims(decoded.claims, self._clock(), self._leeway, self._audience, self._issuer)
+        if self._revocation is not None and self._revocation.last_success is None:
+            await self._load_revocation_async()
+        return self._finish(token, claims, key_gen)
+
+    def refresh_keys(self) -> None:
+        """Fetch the JWKS now (e.g. at startup, to fail fast on a wrong URL)."""
+        self._fetch_keys_sync("manual")
+
+    def refresh_revocation(self) -> bool:
+        """Fetch the revocation list now; True when it changed (no-op False without revocation)."""
+        if self._revocation is None:
+            return False
+        return self._revocation.refresh()
+
+    async def arefresh_revocation(self) -> bool:
+        if self._revocation is None:
+            return False
+        return await self._revocation.arefresh()
+
+    def close(self) -> None:
+        """Stop the revocation poller and close a transport this verifier created; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._revocation is not None:
+            self._revocation.stop()
+        if self._memo is not None:
+            with self._lock:
+                self._memo.clear()
+        if self._owns_transport:
+            close = getattr(self._transport, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> "JwksVerifier":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "JwksVerifier":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- memo
+
+    def _memo_hit(self, token: str) -> Optional[Claims]:
+        if self._closed:
+            raise ClientClosedError("this JwksVerifier was closed")
+        memo = self._memo
+        if memo is None or not isinstance(token, str):
+            return None
+        entry = memo.get(token)
+        if entry is None:
+            return None
+        claims, deadline, jti, key_gen = entry
+        keys = self._keys
+        if self._clock() >= deadline or keys is None or keys.generation != key_gen:
+            with self._lock:
+                memo.pop(token, None)
+            return None  # re-verified in full: raises the precise error
+        if jti is not None and self._revocation is not None and jti in self._revocation.revoked:
+            raise RevokedTokenError("token jti {!r} is on the revocation list".format(jti))
+        return claims
+
+    def _finish(self, token: str, payload: Dict[str, Any], key_gen: int) -> Claims:
+        jti = payload.get("jti")
+        jti = jti if isinstance(jti, str) else None
+        if jti is not None and self._revocation is not None and jti in self._revocation.revoked:
+            raise RevokedTokenError("token jti {!r} is on the revocation list".format(jti))
+        claims = Claims(payload)
+        memo = self._memo
+        if memo is not None and isinstance(token, str):
+            deadline = as_seconds(payload["exp"]) + self._leeway
+            with self._lock:
+                if len(memo) >= self._memo_size:
+                    self._evict(memo)
+                memo[token] = (claims, deadline, jti, key_gen)
+        return claims
+
+    def _evict(self, memo: Dict[str, Tuple[Claims, float, Optional[str], int]]) -> None:
+        now = self._clock()
+        for token in [t for t, entry in memo.items() if entry[1] <= now]:
+            del memo[token]
+        if len(memo) >= self._memo_size:  # still full: drop the oldest quarter
+            for token in list(memo)[: max(1, self._memo_size // 4)]:
+                del memo[token]
+
+    # ----------------------------------------------------------------- checks
+
+    def _check_signature(self, keys: KeySet, decoded: Decoded, alg: str, kid: Optional[str]) -> int:
+        from . import _rsa
+
+        candidates = keys.candidates(kid, alg)
+        sizes = [(key.n.bit_length() + 7) // 8 for key in candidates]
+        if len(decoded.signature) not in sizes:
+            raise InvalidSignatureError(
+                "signature is {} bytes; a {}-bit key makes {}-byte signatures".format(
+                    len(decoded.signature), candidates[0].n.bit_length(), sizes[0]
+                )
+            )
+        for key in candidates:
+            if _rsa.verify(key, alg, decoded.signing_input, decoded.signature):
+                return keys.generation
+        raise InvalidSignatureError(
+            "signature does not verify with key {!r}: the token was altered or signed by another key".format(
+                kid
+            )
+        )
+
+    # ----------------------------------------------------------------- keys
+
+    def _need_fetch(self, keys: Optional[KeySet], kid: Optional[str]) -> Optional[str]:
+        """None when the current set can decide; "initial"/"stale"/"forced" otherwise."""
+        if keys is None:
+            return "initial"
+        now = self._monotonic()
+        if now >= self._keys_expire and not self._key_flight.busy:
+            return "stale"
+        if kid is not None and not keys.has_kid(kid):
+            if self._key_flight.busy:
+                return "forced"  # join the fetch already under way
+            last = self._last_forced
+            if last is None or now - last >= self._cooldown:
+                return "forced"
+        return None
+
+    def _claim(self, why: str) -> bool:
+        """Whether the fetch is still needed now that this caller leads (re-checked under the lock)."""
+        with self._lock:
+            now = self._monotonic()
+            if why == "initial":
+                return self._keys is None
+            if why == "stale":
+                return self._keys is None or now >= self._keys_expire
+            if why == "forced":
+                last = self._last_forced
+                if last is not None and now - last < self._cooldown:
+                    return False
+            self._last_forced = now  # "forced" and "manual"
+            return True
+
+    def _fetch_keys_sync(self, why: str) -> None:
+        from ._http import send
+
+        flight, leader = self._key_flight.begin()
+        if not leader:
+            flight.wait(self._timeout * 2 + 1.0)
+            if self._keys is None and flight.error is not None:
+                raise flight.error
+            return
+        error: Optional[BaseException] = None
+        try:
+            if not self._claim(why):
+                return
+            response = send(
+                self._transport,
+                self._jwks_request(),
+                policy=self._policy,
+                deadline=self._monotonic_deadline(),
+                what="fetching the JWKS",
+                hints={404: "no JWKS at this URL; check base_url or pass jwks_url"},
+            )
+            self._install(response)
+        except OculusError as exc:
+            error = exc
+            self._fetch_failed(exc)
+        finally:
+            self._key_flight.finish(flight, error)
+        if error is not None and (self._keys is None or why == "manual"):
+            raise error
+
+    async def _fetch_keys_async(self, why: str) -> None:
+        from ._http import asend
+
+        flight, leader = self._key_flight.begin()
+        if not leader:
+            await flight.wait_async()
+            if self._keys is None and flight.error is not None:
+                raise flight.error
+            return
+        error: Optional[BaseException] = None
+        try:
+            if not self._claim(why):
+                return
+            response = await asend(
+                self._transport,
+                self._jwks_request(),
+                policy=self._policy,
+                deadline=self._monotonic_deadline(),
+                what="fetching the JWKS",
+                hints={404: "no JWKS at this URL; check base_url or pass jwks_url"},
+            )
+            self._install(response)
+        except OculusError as exc:
+            error = exc
+            self._fetch_failed(exc)
+        finally:
+            self._key_flight.finish(flight, error)
+        if error is not None and (self._keys is None or why == "manual"):
+            raise error
+
+    def _monotonic_deadline(self) -> float:
+        return time.monotonic() + self._timeout
+
+    def _jwks_request(self) -> "Request":
+        from .transport import Request
+
+        return Request(
+            "GET", self._jwks_url, headers=(("Accept", "application/json"),), timeout=self._timeout
+        )
+
+    def _install(self, response: Any) -> None:
+        from ._http import parse_json
+
+        data = parse_json(response, "JWKS")
+        ttl = parse_max_age(response.header("cache-control"))
+        ttl = self._cache_ttl if ttl is None else min(ttl, self._cache_ttl)
+        ttl = max(ttl, self._min_cache_ttl)
+        with self._lock:
+            previous = self._keys
+            keys = KeySet.from_jwks(data, previous, self._monotonic())
+            self._keys = keys
+            self._keys_expire = self._monotonic() + ttl
+        if previous is None or previous.generation != keys.generation:
+            usable = sum(1 for entry in keys.entries if entry.key is not None)
+            level = logging.INFO if usable else logging.WARNING
+            log.log(level, "JWKS from %s: %d usable key(s) %s", self._jwks_url, usable, list(keys.kids))
+
+    def _fetch_failed(self, exc: OculusError) -> None:
+        with self._lock:
+            keys = self._keys
+            if keys is not None:  # keep the last good set; try again after the cooldown
+                self._keys_expire = self._monotonic() + min(self._cooldown, self._cache_ttl)
+        if keys is None:
+            log.warning("JWKS fetch from %s failed: %s", self._jwks_url, exc.message)
+        else:
+            log.warning(
+                "JWKS fetch from %s failed: %s; keeping the last good key set (%d key(s), "
+                "fetched %.0f s ago)",
+                self._jwks_url,
+                exc.message,
+                len(keys.kids),
+                self._monotonic() - keys.fetched_at if keys.fetched_at is not None else -1.0,
+            )
+
+    # ----------------------------------------------------------------- revocation
+
+    def _load_revocation_sync(self) -> None:
+        revocation = self._revocation
+        assert revocation is not None
+        flight, leader = self._revocation_flight.begin()
+        if not leader:
+            flight.wait(self._timeout * 2 + 1.0)
+        else:
+            error: Optional[BaseException] = None
+            try:
+                if revocation.last_success is None:
+                    revocation.refresh()
+            except OculusError as exc:
+                error = exc
+            finally:
+                self._revocation_flight.finish(flight, error)
+        if revocation.last_success is None:
+            raise flight.error or OculusError("the revocation list could not be loaded")
+        if not self._closed:
+            revocation.start()
+
+    async def _load_revocation_async(self) -> None:
+        revocation = self._revocation
+        assert revocation is not None
+        flight, leader = self._revocation_flight.begin()
+        if not leader:
+            await flight.wait_async()
+        else:
+            error: Optional[BaseException] = None
+            try:
+                if revocation.last_success is None:
+                    await revocation.arefresh()
+            except OculusError as exc:
+                error = exc
+            finally:
+                self._revocation_flight.finish(flight, error)
+        if revocation.last_success is None:
+            raise flight.error or OculusError("the revocation list could not be loaded")
+        if not self._closed:
+            revocation.start()
