@@ -75,7 +75,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _json_object(text: str) -> Dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise argparse.ArgumentTypeError("not valid JSON: {!r}".format(text[:80])) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object like '{\"key\": 1}'")

@@ -92,7 +92,7 @@ def parse_json(response: Response, what: str) -> Dict[str, Any]:
     """The body as a JSON object, or InvalidResponseError saying what came instead."""
     try:
         data = json.loads(response.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
         raise InvalidResponseError(
             "{}: HTTP {} with a body that is not JSON ({}, {} bytes)".format(
                 what,
@@ -141,7 +141,7 @@ def _error_fields(response: Response) -> Tuple[Optional[str], Optional[str], Dic
     """(code, message, details) from any of the error shapes we meet."""
     try:
         data = json.loads(response.body.decode("utf-8")) if response.body else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
         if response.body:
@@ -192,11 +192,12 @@ def error_from_response(
             status_code=status,
         )
     code, message, details = _error_fields(response)
+    code = scrub(code, secrets) if code else code
     message = scrub(message or "", secrets)
     details = _scrub_value(details, secrets)
     text = "{} failed: HTTP {}".format(what, status)
     if code:
-        text += " " + scrub(code, secrets)
+        text += " " + code
     if message:
         text += ": " + message
     hint = (hints or {}).get(status)

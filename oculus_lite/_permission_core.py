@@ -28,6 +28,7 @@ from .exceptions import (
     ConfigurationError,
     ForbiddenError,
     InvalidResponseError,
+    OculusError,
     RateLimitError,
 )
 from .transport import Request, resolve_transport
@@ -83,6 +84,11 @@ class _Pacer:
         )
 
 
+def survivable(exc: OculusError) -> bool:
+    """Failures a wait outlasts: the service may be back before the human decides."""
+    return exc.retryable or isinstance(exc, InvalidResponseError)
+
+
 class _Waiter:
     """The polling schedule (no I/O): back off from ``poll_interval`` up to 10 s, honour
     Retry-After, stop at a final status, at ``expiresAt`` or at the timeout."""
@@ -97,6 +103,21 @@ class _Waiter:
     def request_deadline(self, call_deadline: float) -> float:
         # A poll may not outlive the wait by much (a long Retry-After would overrun it).
         return min(call_deadline, max(self.deadline, time.monotonic() + 2.0))
+
+    def after_error(self, exc: OculusError) -> float:
+        """Seconds to sleep after a failed poll the wait survives (raises when it must not)."""
+        if not survivable(exc):
+            raise exc
+        log.warning(
+            "permission %s: polling failed (%s); still waiting", self.permission_id, type(exc).__name__
+        )
+        retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+        try:
+            step = self.next_step(None, retry_after)
+        except ApprovalTimeoutError as timeout:
+            raise timeout from exc
+        assert not isinstance(step, Permission)  # only a status ends the wait
+        return step
 
     def next_step(
         self, permission: Optional[Permission], retry_after: Optional[float]

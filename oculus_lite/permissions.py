@@ -47,7 +47,7 @@ from ._permission_models import (
     parse_usage,
     parse_verification,
 )
-from .exceptions import ClientClosedError, RateLimitError
+from .exceptions import ClientClosedError, OculusError
 
 __all__ = [
     "DEFAULT_OTP_URL",
@@ -189,13 +189,12 @@ class PermissionClient(_Base):
         current: Optional[Permission] = None
         log.debug("permission %s: waiting up to %g s for a decision", base.id, timeout)
         while True:
-            retry_after: Optional[float] = None
             try:
                 current = self._get(base.id, waiter.request_deadline(self._call_deadline()), base)
-            except RateLimitError as exc:
-                current = None
-                retry_after = exc.retry_after
-            step = waiter.next_step(current, retry_after)
+            except OculusError as exc:
+                self._sleep(waiter.after_error(exc))
+                continue
+            step = waiter.next_step(current, None)
             if isinstance(step, Permission):
                 log.debug("permission %s: %s", base.id, step.status.value)
                 return step
@@ -372,14 +371,13 @@ class AsyncPermissionClient(_Base):
         waiter = _Waiter(base.id, timeout, poll_interval)
         log.debug("permission %s: waiting up to %g s for a decision", base.id, timeout)
         while True:
-            retry_after: Optional[float] = None
-            current: Optional[Permission]
             try:
                 current = await self._get(base.id, waiter.request_deadline(self._call_deadline()), base)
-            except RateLimitError as exc:
-                current = None
-                retry_after = exc.retry_after
-            step = waiter.next_step(current, retry_after)
+            except OculusError as exc:
+                await asyncio.sleep(waiter.after_error(exc))
+                self._check_open()
+                continue
+            step = waiter.next_step(current, None)
             if isinstance(step, Permission):
                 log.debug("permission %s: %s", base.id, step.status.value)
                 return step

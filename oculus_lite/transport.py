@@ -47,6 +47,7 @@ __all__ = [
     "default_ssl_context",
     "get_transport",
     "is_loopback_host",
+    "check_complete",
     "map_transport_error",
     "register_transport",
 ]
@@ -241,6 +242,9 @@ def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
         return NetworkError(
             "{}: connection closed or reset by the server ({})".format(where, reason.__class__.__name__)
         )
+    detail = getattr(exc, "reason", None)
+    if isinstance(detail, str):  # e.g. urllib's "unknown url type: ftp"
+        return NetworkError("{} failed: {}".format(where, detail[:200]))
     return NetworkError("{} failed: {}".format(where, reason.__class__.__name__))
 
 
@@ -267,6 +271,24 @@ def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> b
             )
         )
     return body
+
+
+def check_complete(body: bytes, content_length: Optional[str], request: Request) -> None:
+    """A sized read returns short data, not an error, when the server closes early: catch that."""
+    if content_length is None:
+        return
+    try:
+        expected = int(content_length)
+    except ValueError:
+        return
+    if len(body) < expected:
+        import http.client
+
+        raise NetworkError(
+            "{} {}: connection closed in the middle of the response ({} of {} bytes)".format(
+                request.method, _origin(request.url), len(body), expected
+            )
+        ) from http.client.IncompleteRead(body, expected - len(body))
 
 
 # --------------------------------------------------------------------------- urllib
@@ -317,6 +339,7 @@ class UrllibTransport:
             urllib.request.HTTPHandler(),
             urllib.request.HTTPSHandler(context=_context_for(self._verify)),
             _NoRedirect(),
+            urllib.request.UnknownHandler(),  # file:, ftp:... raise instead of returning None
         )
         for handler in handlers:
             opener.add_handler(handler)
@@ -357,6 +380,7 @@ class UrllibTransport:
         try:
             with resp:
                 body = read_capped(resp.read, self._max, request)
+                check_complete(body, resp.getheader("content-length"), request)
                 return Response(resp.status, _make_headers(resp.getheaders()), body)
         except NetworkError:
             raise
