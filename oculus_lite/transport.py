@@ -273,10 +273,10 @@ def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> b
     return body
 
 
-def check_complete(body: bytes, content_length: Optional[str], request: Request) -> None:
+def check_complete(body: bytes, status: int, content_length: Optional[str], request: Request) -> None:
     """A sized read returns short data, not an error, when the server closes early: catch that."""
-    if content_length is None:
-        return
+    if content_length is None or request.method == "HEAD" or status in (204, 304) or status < 200:
+        return  # these responses carry no body whatever Content-Length says
     try:
         expected = int(content_length)
     except ValueError:
@@ -380,7 +380,7 @@ class UrllibTransport:
         try:
             with resp:
                 body = read_capped(resp.read, self._max, request)
-                check_complete(body, resp.getheader("content-length"), request)
+                check_complete(body, resp.status, resp.getheader("content-length"), request)
                 return Response(resp.status, _make_headers(resp.getheaders()), body)
         except NetworkError:
             raise
@@ -409,6 +409,7 @@ _KNOWN_PLUGINS = {
     "requests": "oculus-lite-requests",
     "httpx": "oculus-lite-httpx",
     "urllib3": "oculus-lite-urllib3",
+    "pyodide": "oculus-lite-pyodide",
 }
 
 

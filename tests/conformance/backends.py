@@ -1,0 +1,154 @@
+"""Every transport the conformance suite runs against, and how to drive it.
+
+Core transports always run. A plugin runs when its package and backend import;
+otherwise ``pytest.importorskip`` reports the test as SKIPPED naming the package.
+The natively async httpx transport is driven on one event loop in a background
+thread, so 16 caller threads really share one loop and one async client.
+"""
+
+import asyncio
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+from oculus_lite.transport import Request, Response
+
+_TRANSPORTS = Path(__file__).resolve().parents[2] / "transports"
+# Plugin source dirs go *last* on sys.path: an installed plugin (tox envs) always wins.
+for _plugin in sorted(_TRANSPORTS.glob("oculus_lite_*")):
+    if str(_plugin) not in sys.path:
+        sys.path.append(str(_plugin))
+
+
+class _LoopThread:
+    """One event loop running in a daemon thread; ``run(coro)`` from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        # as asyncio.run does: finish async generators a caller broke out of (httpx's
+        # nested body iterators close in a chain of tasks) before the loop goes away
+        self.run(self.loop.shutdown_asyncgens())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class Backend:
+    """One transport under test: ``make(**kw)``, ``send(t, request)``, ``close(t)``."""
+
+    name = ""
+    keep_alive = True
+    is_async = False
+    env_proxies = True  # reads HTTP(S)_PROXY / NO_PROXY from the environment
+
+    def factory(self) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def make(self, **kwargs: Any) -> Any:
+        return self.factory()(**kwargs)
+
+    def send(self, transport: Any, request: Request) -> Response:
+        response: Response = transport.request(request)
+        return response
+
+    def close(self, transport: Any) -> None:
+        transport.close()
+
+    def shutdown(self) -> None:
+        """After every transport of a test is closed."""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class UrllibBackend(Backend):
+    name = "urllib"
+    keep_alive = False
+
+    def factory(self) -> Callable[..., Any]:
+        from oculus_lite.transport import UrllibTransport
+
+        return UrllibTransport
+
+
+class PooledBackend(Backend):
+    name = "pooled"
+
+    def factory(self) -> Callable[..., Any]:
+        from oculus_lite._pooled import PooledTransport
+
+        return PooledTransport
+
+
+class RequestsBackend(Backend):
+    name = "requests"
+
+    def factory(self) -> Callable[..., Any]:
+        pytest.importorskip("requests", reason="requests is not installed (pip install oculus-lite-requests)")
+        module = pytest.importorskip("oculus_lite_requests")
+        return module.RequestsTransport  # type: ignore[no-any-return]
+
+
+class HttpxBackend(Backend):
+    name = "httpx"
+
+    def factory(self) -> Callable[..., Any]:
+        pytest.importorskip("httpx", reason="httpx is not installed (pip install oculus-lite-httpx)")
+        module = pytest.importorskip("oculus_lite_httpx")
+        return module.HttpxTransport  # type: ignore[no-any-return]
+
+
+class HttpxAsyncBackend(HttpxBackend):
+    name = "httpx-async"
+    is_async = True
+
+    def __init__(self) -> None:
+        self._loop: Optional[_LoopThread] = None
+
+    def make(self, **kwargs: Any) -> Any:
+        transport = super().make(**kwargs)
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return transport
+
+    def send(self, transport: Any, request: Request) -> Response:
+        response: Response = self.run(transport.arequest(request))
+        return response
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on this backend's loop (the one its transports live on)."""
+        assert self._loop is not None
+        return self._loop.run(coro)
+
+    def close(self, transport: Any) -> None:
+        assert self._loop is not None
+        self._loop.run(transport.aclose())
+
+    def shutdown(self) -> None:
+        if self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+
+
+class Urllib3Backend(Backend):
+    name = "urllib3"
+    env_proxies = False
+
+    def factory(self) -> Callable[..., Any]:
+        pytest.importorskip("urllib3", reason="urllib3 is not installed (pip install oculus-lite-urllib3)")
+        module = pytest.importorskip("oculus_lite_urllib3")
+        return module.Urllib3Transport  # type: ignore[no-any-return]
+
+
+BACKENDS = [UrllibBackend, PooledBackend, RequestsBackend, HttpxBackend, HttpxAsyncBackend, Urllib3Backend]
+NAMES = [b.name for b in BACKENDS]

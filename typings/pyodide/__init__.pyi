@@ -1,0 +1,1 @@
+# Pyodide's own `pyodide` package: only importable inside Pyodide. See ffi.pyi.
