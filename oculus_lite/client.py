@@ -16,11 +16,11 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
-from urllib.parse import urlencode
 
 from . import _http
 from ._config import DEFAULT_BASE_URL, check_text, from_env, validate_base_url
-from .cache import CacheKey, Entry, TokenCache, timing
+from ._oauth import TokenEndpoint, normalise_scope
+from .cache import CacheKey, Entry, TokenCache
 from .exceptions import (
     ClientClosedError,
     ConfigurationError,
@@ -31,7 +31,7 @@ from .exceptions import (
     ValidationError,
 )
 from .models import Token
-from .transport import Request, resolve_transport
+from .transport import resolve_transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Future
@@ -42,49 +42,8 @@ __all__ = ["Client", "OculusClient"]
 
 log = logging.getLogger("oculus_lite.client")
 
-_DEFAULT_LIFETIME = 600.0
-_MAX_SCOPE_LEN = 4096
-_MAX_SCOPES = 64
 _MAX_AUDIENCE_LEN = 2048
 _MEMO_LIMIT = 4096
-
-HINT_401 = (
-    "Likely causes: credentials not loaded (check AGENT_CLIENT_ID / AGENT_CLIENT_SECRET), "
-    "the agent is not Active (Suspended or Revoked agents cannot authenticate), the secret was "
-    "rotated (rotation invalidates the old secret at once: use the new one), or base_url points "
-    "at the wrong server ({base_url})"
-)
-HINT_403 = (
-    "Likely causes: no active policy assigned to this agent grants scope {scope!r}, the policy is "
-    "inactive or in Shadow Mode (evaluated but never granting), or the scope is malformed "
-    "(scopes are case-sensitive, colon-separated, e.g. 'stripe:customer:read'); policy changes "
-    "take up to 60 s to apply"
-)
-
-
-def _normalise_scope(scope: object) -> str:
-    """Validated, de-duplicated, sorted, single-space scope string."""
-    check_text(scope, "scope", max_len=_MAX_SCOPE_LEN)
-    assert isinstance(scope, str)
-    parts = sorted(set(scope.split(" ")) - {""})
-    if len(parts) > _MAX_SCOPES:
-        raise ValidationError("scope lists {} scopes; the limit is {}".format(len(parts), _MAX_SCOPES))
-    return " ".join(parts)
-
-
-def _lifetime(value: object) -> float:
-    """Seconds from ``expires_in``: absent or unusable means the service default (600 s);
-    clamped to [0, 1 year] so a hostile value cannot overflow the clock arithmetic."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return _DEFAULT_LIFETIME
-    try:
-        seconds = float(value)
-    except (ValueError, OverflowError):
-        return _DEFAULT_LIFETIME
-    if seconds != seconds:  # NaN
-        return _DEFAULT_LIFETIME
-    return max(0.0, min(seconds, 366 * 86400.0))
-
 
 class Client:
     """Gets, caches and renews scoped access tokens for one agent.
@@ -132,7 +91,7 @@ class Client:
         base_url, _ = from_env(base_url, ("ANTI_AI_URL", "OCULUS_BASE_URL"))
         task_id, _ = from_env(task_id, ("OCULUS_TASK_ID",))
         missing = [
-            name
+            (name, env)
             for name, value, env in (
                 ("client_id", client_id, "AGENT_CLIENT_ID or OCULUS_CLIENT_ID"),
                 ("client_secret", client_secret, "AGENT_CLIENT_SECRET or OCULUS_CLIENT_SECRET"),
@@ -141,17 +100,8 @@ class Client:
         ]
         if missing:
             raise ConfigurationError(
-                "missing {}: pass {} to Client(...) or set {}".format(
-                    " and ".join(missing),
-                    " and ".join(missing),
-                    "; ".join(
-                        env
-                        for name, env in (
-                            ("client_id", "AGENT_CLIENT_ID or OCULUS_CLIENT_ID"),
-                            ("client_secret", "AGENT_CLIENT_SECRET or OCULUS_CLIENT_SECRET"),
-                        )
-                        if name in missing
-                    ),
+                "missing {0}: pass {0} to Client(...) or set {1}".format(
+                    " and ".join(name for name, _ in missing), "; ".join(env for _, env in missing)
                 )
             )
         assert client_id is not None and client_secret is not None
@@ -176,16 +126,13 @@ class Client:
         ):
             raise ConfigurationError("revocation_interval must be a positive number or None")
         self.client_id = client_id
-        self._secret = client_secret
-        self.base_url = validate_base_url(
-            base_url or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
-        )
+        self.base_url = validate_base_url(base_url or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http)
         self._credential_source = id_from
-        self._task_id = task_id
-        self._token_url = self.base_url + "/oauth/token"
         self._timeout = float(timeout)
         self._policy = _http.RetryPolicy(retries=retries)
-        self._margin = float(refresh_margin)
+        self._endpoint = TokenEndpoint(
+            self.base_url, client_id, client_secret, timeout=self._timeout, margin=float(refresh_margin), task_id=task_id
+        )
         if transport is None and verify is not True:
             from .transport import UrllibTransport
 
@@ -318,12 +265,12 @@ class Client:
         if isinstance(scope, str):
             norm = self._memo.get(scope)
             if norm is None:
-                norm = _normalise_scope(scope)
+                norm = normalise_scope(scope)
                 if len(self._memo) >= _MEMO_LIMIT:
                     self._memo.clear()
                 self._memo[scope] = norm
         else:
-            norm = _normalise_scope(scope)  # raises with the reason
+            norm = normalise_scope(scope)  # raises with the reason
         if audience is None:
             return norm, scope
         check_text(audience, "audience", max_len=_MAX_AUDIENCE_LEN)
@@ -419,67 +366,6 @@ class Client:
 
     # ------------------------------------------------------------------ fetching
 
-    def _token_request(self, key: CacheKey, refresh_token: Optional[str]) -> Tuple[Request, Tuple[str, ...]]:
-        scope, audience = (key, None) if isinstance(key, str) else key
-        form: List[Tuple[str, str]]
-        if refresh_token is not None:
-            form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)]
-        else:
-            form = [("grant_type", "client_credentials"), ("scope", scope)]
-            if audience is not None:
-                form.append(("audience", audience))
-            if self._task_id:
-                form.append(("task_id", self._task_id))
-        form += [("client_id", self.client_id), ("client_secret", self._secret)]
-        request = Request(
-            "POST",
-            self._token_url,
-            (
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Accept", "application/json"),
-                ("User-Agent", "oculus-lite"),
-            ),
-            urlencode(form).encode("ascii"),
-            self._timeout,
-        )
-        secrets = (self._secret,) if refresh_token is None else (self._secret, refresh_token)
-        return request, secrets
-
-    def _hints(self, key: CacheKey) -> Dict[int, str]:
-        scope = key if isinstance(key, str) else key[0]
-        return {
-            401: HINT_401.format(base_url=self.base_url),
-            403: HINT_403.format(scope=scope),
-        }
-
-    def _entry_from(self, key: CacheKey, response: Any, sent_at: float) -> Entry:
-        data = _http.parse_json(response, "token response")
-        token = data.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise OculusAPIError(
-                "token response has no access_token (fields: {})".format(", ".join(sorted(data)) or "none"),
-                status_code=response.status,
-            )
-        lifetime = _lifetime(data.get("expires_in"))
-        refresh_at, block_at, expires = timing(sent_at, lifetime, self._margin)
-        extra: Optional[Dict[str, Any]] = None
-        for name in ("sdk_service_token", "scope", "token_type"):
-            value = data.get(name)
-            if isinstance(value, str) and not (name == "token_type" and value.lower() == "bearer"):
-                extra = extra or {}
-                extra[name] = value
-        refresh_token = data.get("refresh_token")
-        return Entry(
-            token,
-            key,
-            refresh_at,
-            block_at,
-            expires,
-            time.time() + (expires - time.monotonic()),
-            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
-            extra,
-        )
-
     def _fetch_plan(self, key: CacheKey) -> Tuple[Optional[str], float]:
         """(refresh token to use, deadline): never wait past the life of the token we hold."""
         deadline = time.monotonic() + self._timeout
@@ -498,7 +384,7 @@ class Client:
             try:
                 entry = self._fetch_once(key, refresh_token, deadline)
             except OculusAPIError as exc:
-                if refresh_token is None or exc.status_code not in (400, 401):
+                if refresh_token is None or not TokenEndpoint.refresh_refused(exc):
                     raise
                 log.info("refresh token refused (%s); falling back to client credentials", exc.code)
                 entry = self._fetch_once(key, None, deadline)
@@ -510,7 +396,7 @@ class Client:
             self._settle(key, flight, entry, None)
 
     def _fetch_once(self, key: CacheKey, refresh_token: Optional[str], deadline: float) -> Entry:
-        request, secrets = self._token_request(key, refresh_token)
+        request, secrets = self._endpoint.request(key, refresh_token)
         sent_at = time.monotonic()
         response = _http.send(
             self._transport,
@@ -519,9 +405,9 @@ class Client:
             deadline=deadline,
             what="token request",
             secrets=secrets,
-            hints=self._hints(key),
+            hints=self._endpoint.hints(key),
         )
-        return self._entry_from(key, response, sent_at)
+        return self._endpoint.parse(key, response, sent_at)
 
     async def _afetch(self, key: CacheKey, flight: "Future[Entry]") -> None:
         """``_fetch`` on a natively async transport, as its own task (a caller's cancel can't stop it)."""
@@ -530,8 +416,9 @@ class Client:
             try:
                 entry = await self._afetch_once(key, refresh_token, deadline)
             except OculusAPIError as exc:
-                if refresh_token is None or exc.status_code not in (400, 401):
+                if refresh_token is None or not TokenEndpoint.refresh_refused(exc):
                     raise
+                log.info("refresh token refused (%s); falling back to client credentials", exc.code)
                 entry = await self._afetch_once(key, None, deadline)
         except BaseException as exc:
             self._settle(key, flight, None, exc)
@@ -541,7 +428,7 @@ class Client:
             self._settle(key, flight, entry, None)
 
     async def _afetch_once(self, key: CacheKey, refresh_token: Optional[str], deadline: float) -> Entry:
-        request, secrets = self._token_request(key, refresh_token)
+        request, secrets = self._endpoint.request(key, refresh_token)
         sent_at = time.monotonic()
         response = await _http.asend(
             self._transport,
@@ -550,9 +437,9 @@ class Client:
             deadline=deadline,
             what="token request",
             secrets=secrets,
-            hints=self._hints(key),
+            hints=self._endpoint.hints(key),
         )
-        return self._entry_from(key, response, sent_at)
+        return self._endpoint.parse(key, response, sent_at)
 
     def _settle(
         self, key: CacheKey, flight: "Future[Entry]", entry: Optional[Entry], error: Optional[BaseException]
