@@ -136,12 +136,17 @@ class TokenEndpoint:
                 status_code=response.status,
             )
         refresh_at, block_at, expires = timing(sent_at, lifetime(data.get("expires_in")), self.margin)
-        extra: Optional[Dict[str, Any]] = None
-        for name in ("sdk_service_token", "scope", "token_type"):
-            value = data.get(name)
-            if isinstance(value, str) and not (name == "token_type" and value.lower() == "bearer"):
-                extra = extra or {}
-                extra[name] = value
+        # Keep only what is unusual: most entries carry no extra dict at all (memory per token).
+        extra: Dict[str, Any] = {}
+        granted = data.get("scope")
+        if isinstance(granted, str) and " ".join(sorted(set(granted.split()))) != _scope_of(key):
+            extra["scope"] = granted
+        token_type = data.get("token_type")
+        if isinstance(token_type, str) and token_type.lower() != "bearer":
+            extra["token_type"] = token_type
+        service_token = data.get("sdk_service_token")
+        if isinstance(service_token, str) and service_token:
+            extra["sdk_service_token"] = service_token
         refresh_token = data.get("refresh_token")
         return Entry(
             token,
@@ -151,5 +156,5 @@ class TokenEndpoint:
             expires,
             time.time() + (expires - time.monotonic()),
             refresh_token if isinstance(refresh_token, str) and refresh_token else None,
-            extra,
+            extra or None,
         )

@@ -27,6 +27,7 @@ import http.client
 import os
 import select
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -41,7 +42,7 @@ from .transport import (
     _make_headers,
     is_loopback_host,
     map_transport_error,
-    read_capped,
+    read_body,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -257,6 +258,7 @@ class PooledTransport:
             target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
         body = request.body if request.body or request.method in ("POST", "PUT", "PATCH") else None
 
+        deadline = time.monotonic() + request.timeout
         conn, generation = self._checkout(key)
         reused = conn is not None
         while True:
@@ -280,7 +282,7 @@ class PooledTransport:
                 raise map_transport_error(exc, request) from exc
             break
         try:
-            data = read_capped(resp.read, self._max, request)
+            data = read_body(resp, self._max, request, deadline)
             if resp.length:  # read(amt) returns a short body silently when the peer closes
                 raise http.client.IncompleteRead(data, resp.length)
             result = Response(resp.status, _make_headers(resp.getheaders()), data)
@@ -292,7 +294,7 @@ class PooledTransport:
             raise map_transport_error(exc, request) from exc
         if resp.isclosed():
             self._checkin(key, conn, generation)
-        else:  # body not fully consumed (should not happen after read_capped): do not reuse
+        else:  # body not fully consumed (should not happen after read_body): do not reuse
             conn.close()
         return result
 

@@ -374,7 +374,8 @@ class Client:
         if entry is None or entry.revoked_jti is not None:
             return None, deadline
         if entry.expires > time.monotonic():
-            deadline = min(deadline, entry.expires)
+            # End just before expiry, so a failed refresh can still hand out the valid token.
+            deadline = min(deadline, entry.expires - 0.1)
         return entry.refresh_token, deadline
 
     def _fetch(self, key: CacheKey, flight: "Future[Entry]") -> None:
@@ -452,7 +453,7 @@ class Client:
                 self._backoff.pop(key, None)
                 self._cache.put(entry, time.monotonic())
                 start_poller = self._revocation is None and self._revocation_interval is not None
-            elif entry is None and getattr(error, "retryable", False):
+            elif entry is None:  # back off after any failure: only holders of a valid token skip waiting
                 _, failures = self._backoff.get(key, (0.0, 0))
                 delay = min(30.0, 0.5 * (2**failures))
                 self._backoff[key] = (time.monotonic() + delay, failures + 1)
@@ -534,9 +535,12 @@ class Client:
 
     def _start_revocation_poller(self) -> None:
         try:
-            self._revocation_list().start()
+            poller = self._revocation_list()
         except ClientClosedError:
-            pass
+            return
+        poller.start()
+        if self._closed:  # stop() ran between the two lines above: don't leave it running
+            poller.stop()
 
     def _on_revocation_change(self, revoked: FrozenSet[str]) -> None:
         """Turn cached entries whose jti was revoked into tombstones (keeps it off the hit path)."""
@@ -578,7 +582,7 @@ class Client:
             token_type=extra.get("token_type", "Bearer"),
             refresh_token=entry.refresh_token,
             sdk_service_token=extra.get("sdk_service_token"),
-            granted_scope=extra.get("scope"),
+            granted_scope=extra.get("scope", scope),
         )
 
 

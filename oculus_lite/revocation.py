@@ -200,13 +200,14 @@ class RevocationList:
                 return
             self._stop.clear()
             thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            thread.start()  # under the lock: stop() never sees a thread that has not started
             self._thread = thread
-        thread.start()
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop the poller and wait for it (idempotent; safe from atexit and from on_change)."""
-        self._stop.set()
-        thread = self._thread
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.timeout + 1.0 if timeout is None else timeout)
 

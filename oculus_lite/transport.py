@@ -8,12 +8,14 @@ redirect, and turns every failure into a ``NetworkError`` subclass chained with
 
 import ipaddress
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
     Dict,
+    List,
     Mapping,
     Optional,
     Protocol,
@@ -32,6 +34,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    import http.client
     import ssl
     import urllib.request
 
@@ -49,6 +52,8 @@ __all__ = [
     "is_loopback_host",
     "check_complete",
     "map_transport_error",
+    "read_body",
+    "read_capped",
     "register_transport",
 ]
 
@@ -261,16 +266,45 @@ def _origin(url: str) -> str:
     return "{}://{}{}{}".format(parts.scheme, host, ":{}".format(port) if port else "", parts.path)
 
 
+def _too_large(request: Request, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        "{} {}: response body larger than {} bytes; raise max_response_bytes if this is expected".format(
+            request.method, _origin(request.url), limit
+        )
+    )
+
+
 def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> bytes:
-    """Read a body, refusing more than ``limit`` bytes."""
+    """Read a buffered body, refusing more than ``limit`` bytes."""
     body = read(limit + 1)
     if len(body) > limit:
-        raise ResponseTooLargeError(
-            "{} {}: response body larger than {} bytes; raise max_response_bytes if this is expected".format(
-                request.method, _origin(request.url), limit
-            )
-        )
+        raise _too_large(request, limit)
     return body
+
+
+def read_body(resp: "http.client.HTTPResponse", limit: int, request: Request, deadline: float) -> bytes:
+    """Read an ``http.client`` body chunk by chunk, refusing more than ``limit`` bytes or reading
+    past ``deadline`` (monotonic): a socket timeout bounds each read, not a body trickled byte by
+    byte. A short body (the server closed early) comes back short: callers check the length."""
+    chunks: List[bytes] = []
+    total = 0
+    while True:
+        if resp.length == 0:  # Content-Length reached: read() marks the response complete
+            resp.read()
+            return b"".join(chunks)
+        if time.monotonic() > deadline:
+            raise NetworkTimeoutError(
+                "{} {}: the response body did not arrive within {:g} s".format(
+                    request.method, _origin(request.url), request.timeout
+                )
+            )
+        chunk = resp.read1(65536)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(request, limit)
+        chunks.append(chunk)
 
 
 def check_complete(body: bytes, status: int, content_length: Optional[str], request: Request) -> None:
@@ -362,6 +396,7 @@ class UrllibTransport:
         import urllib.error
         import urllib.request
 
+        deadline = time.monotonic() + request.timeout
         opener = self._opener_for(request.url)
         req = urllib.request.Request(
             request.url,
@@ -379,7 +414,7 @@ class UrllibTransport:
             raise map_transport_error(exc, request) from exc
         try:
             with resp:
-                body = read_capped(resp.read, self._max, request)
+                body = read_body(resp, self._max, request, deadline)
                 check_complete(body, resp.status, resp.getheader("content-length"), request)
                 return Response(resp.status, _make_headers(resp.getheaders()), body)
         except NetworkError:
