@@ -94,7 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
 def _extensions() -> List[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]]:
     from . import _cli_permission, _cli_verify
 
-    found: List[Callable[..., None]] = [_cli_verify.register_decode, _cli_verify.register, _cli_permission.register]
+    found: List[Callable[..., None]] = [
+        _cli_verify.register_decode,
+        _cli_verify.register,
+        _cli_permission.register,
+    ]
     try:
         from . import _doctor
     except ImportError:  # pragma: no cover - doctor lands with the reliability work

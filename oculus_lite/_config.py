@@ -90,7 +90,5 @@ def check_text(
     if len(value) > max_len:
         raise error("{} is {} characters long; the limit is {}".format(name, len(value), max_len))
     if _CONTROL.search(value):
-        raise error(
-            "{} contains a control character (CR, LF, tab, NUL...); remove it".format(name)
-        )
+        raise error("{} contains a control character (CR, LF, tab, NUL...); remove it".format(name))
     return value

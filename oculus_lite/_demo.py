@@ -34,8 +34,11 @@ def run_demo(out: TextIO) -> int:
             step(1, "A scoped, short-lived token (client credentials)")
             info = client.get_token_info("db:read")
             claims = info.claims
-            say("   scope={!r} sub={!r} jti={!r}, expires in {:.0f} s".format(
-                claims.get("scope"), claims.get("sub"), claims.get("jti"), info.seconds_left()))
+            say(
+                "   scope={!r} sub={!r} jti={!r}, expires in {:.0f} s".format(
+                    claims.get("scope"), claims.get("sub"), claims.get("jti"), info.seconds_left()
+                )
+            )
             say("   {!r}".format(info))
             say("   token requests so far: {}".format(count()))
 
@@ -61,8 +64,11 @@ def run_demo(out: TextIO) -> int:
                 t.start()
             for t in threads:
                 t.join()
-            say("   32 callers, {} distinct token(s), {} token request(s) sent".format(
-                len(set(results)), count() - before))
+            say(
+                "   32 callers, {} distinct token(s), {} token request(s) sent".format(
+                    len(set(results)), count() - before
+                )
+            )
 
             step(4, "Refresh: this agent's tokens live 3 s; the client renews them ahead of expiry")
             first = client.get_token_info("db:read").jti
@@ -71,7 +77,11 @@ def run_demo(out: TextIO) -> int:
             while renewed == first and time.monotonic() < deadline:
                 time.sleep(0.2)
                 renewed = client.get_token_info("db:read").jti
-            say("   jti before {!r}, after {!r}; callers never waited for an expired token".format(first, renewed))
+            say(
+                "   jti before {!r}, after {!r}; callers never waited for an expired token".format(
+                    first, renewed
+                )
+            )
 
             step(5, "Someone rotates the agent's secret: the old secret fails at once (401)")
             emu.rotate_secret("demo-agent")

@@ -80,9 +80,7 @@ def _scrub_value(value: Any, secrets: Sequence[str], depth: int = 0) -> Any:
     if depth > 8:
         return None
     if isinstance(value, Mapping):
-        return {
-            scrub(str(k), secrets): _scrub_value(v, secrets, depth + 1) for k, v in value.items()
-        }
+        return {scrub(str(k), secrets): _scrub_value(v, secrets, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub_value(v, secrets, depth + 1) for v in value]
     return value
@@ -206,9 +204,7 @@ def error_from_response(
     cls = _STATUS_CLASSES.get(status)
     kwargs: Dict[str, Any] = {"code": code, "details": details, "status_code": status}
     if cls is RateLimitError:
-        return RateLimitError(
-            text, retry_after=parse_retry_after(response.header("retry-after")), **kwargs
-        )
+        return RateLimitError(text, retry_after=parse_retry_after(response.header("retry-after")), **kwargs)
     if cls is not None:
         error: OculusAPIError = cls(text, **kwargs)
         return error
@@ -265,9 +261,7 @@ class _Attempts:
         """(response to return, None) or (None, delay before retrying); raises when giving up."""
         if 200 <= response.status < 300 or response.status == 304:
             return response, None
-        error = error_from_response(
-            response, what=self.what, secrets=self.secrets, hints=self.hints
-        )
+        error = error_from_response(response, what=self.what, secrets=self.secrets, hints=self.hints)
         if not error.retryable:
             raise error
         retry_after = error.retry_after if isinstance(error, RateLimitError) else None
@@ -339,9 +333,7 @@ async def asend(
     """``send`` for coroutines: native ``arequest`` when the transport has one, else a worker thread."""
     import asyncio
 
-    native: Optional[Callable[[Request], Awaitable[Response]]] = getattr(
-        transport, "arequest", None
-    )
+    native: Optional[Callable[[Request], Awaitable[Response]]] = getattr(transport, "arequest", None)
     loop = asyncio.get_running_loop()
     attempts = _Attempts(request, policy, deadline, what, secrets, hints)
     while True:
@@ -351,9 +343,7 @@ async def asend(
             if native is not None:
                 response = await native(current)
             else:
-                response = await loop.run_in_executor(
-                    None, functools.partial(transport.request, current)
-                )
+                response = await loop.run_in_executor(None, functools.partial(transport.request, current))
         except NetworkError as exc:
             _log_attempt(current, attempts.attempt, type(exc).__name__, started)
             delay = attempts.on_error(exc)

@@ -132,7 +132,9 @@ class TokenEndpoint:
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise OculusAPIError(
-                "token response has no access_token (fields: {})".format(", ".join(sorted(data))[:200] or "none"),
+                "token response has no access_token (fields: {})".format(
+                    ", ".join(sorted(data))[:200] or "none"
+                ),
                 status_code=response.status,
             )
         refresh_at, block_at, expires = timing(sent_at, lifetime(data.get("expires_in")), self.margin)

@@ -46,7 +46,16 @@ def timing(sent_at: float, lifetime: float, margin: float) -> Tuple[float, float
 class Entry:
     """One cached token. Immutable by convention; small on purpose (one per cached key)."""
 
-    __slots__ = ("token", "key", "refresh_at", "block_at", "expires", "wall_expires", "refresh_token", "extra")
+    __slots__ = (
+        "token",
+        "key",
+        "refresh_at",
+        "block_at",
+        "expires",
+        "wall_expires",
+        "refresh_token",
+        "extra",
+    )
 
     def __init__(
         self,

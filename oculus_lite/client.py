@@ -45,6 +45,7 @@ log = logging.getLogger("oculus_lite.client")
 _MAX_AUDIENCE_LEN = 2048
 _MEMO_LIMIT = 4096
 
+
 class Client:
     """Gets, caches and renews scoped access tokens for one agent.
 
@@ -126,12 +127,19 @@ class Client:
         ):
             raise ConfigurationError("revocation_interval must be a positive number or None")
         self.client_id = client_id
-        self.base_url = validate_base_url(base_url or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http)
+        self.base_url = validate_base_url(
+            base_url or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
+        )
         self._credential_source = id_from
         self._timeout = float(timeout)
         self._policy = _http.RetryPolicy(retries=retries)
         self._endpoint = TokenEndpoint(
-            self.base_url, client_id, client_secret, timeout=self._timeout, margin=float(refresh_margin), task_id=task_id
+            self.base_url,
+            client_id,
+            client_secret,
+            timeout=self._timeout,
+            margin=float(refresh_margin),
+            task_id=task_id,
         )
         if transport is None and verify is not True:
             from .transport import UrllibTransport
@@ -278,7 +286,9 @@ class Client:
             raise ValidationError("audience must not contain spaces")
         return (norm, audience), (scope, audience)  # type: ignore[return-value]
 
-    def _lookup(self, key: CacheKey, raw: Hashable) -> Tuple[Optional[Entry], Optional["Future[Entry]"], bool]:
+    def _lookup(
+        self, key: CacheKey, raw: Hashable
+    ) -> Tuple[Optional[Entry], Optional["Future[Entry]"], bool]:
         """Under the lock: (usable entry, flight to wait on, whether we lead it)."""
         self._check_open()
         now = time.monotonic()
@@ -326,9 +336,7 @@ class Client:
         except OculusError as exc:
             return self._fallback(key, exc)
         except FutureTimeout:
-            return self._fallback(
-                key, NetworkTimeoutError("token request still running after the timeout")
-            )
+            return self._fallback(key, NetworkTimeoutError("token request still running after the timeout"))
 
     async def _aget_entry(self, scope: str, audience: Optional[str]) -> Entry:
         import asyncio
@@ -462,9 +470,7 @@ class Client:
             flight.set_result(entry)
         else:
             if not isinstance(error, OculusError):
-                error = OculusError(
-                    "token fetch failed unexpectedly ({})".format(type(error).__name__)
-                )
+                error = OculusError("token fetch failed unexpectedly ({})".format(type(error).__name__))
             flight.set_exception(error)
         if start_poller:
             self._start_revocation_poller()

@@ -24,9 +24,21 @@ def test_all_is_sorted_and_every_name_resolves():
 def test_seed_names_are_exported():
     names = set(oculus_lite.__all__)
     for name in (
-        "OculusClient", "Client", "OculusAuthError", "OculusAPIError", "TokenRevokedException",
-        "AgentOTPClient", "AsyncAgentOTPClient", "AgentOTPError", "AuthenticationError", "ValidationError",
-        "RateLimitError", "NetworkError", "PermissionRequest", "PermissionResponse", "PermissionStatus",
+        "OculusClient",
+        "Client",
+        "OculusAuthError",
+        "OculusAPIError",
+        "TokenRevokedException",
+        "AgentOTPClient",
+        "AsyncAgentOTPClient",
+        "AgentOTPError",
+        "AuthenticationError",
+        "ValidationError",
+        "RateLimitError",
+        "NetworkError",
+        "PermissionRequest",
+        "PermissionResponse",
+        "PermissionStatus",
     ):
         assert name in names, name
     from oculus_lite import exceptions
@@ -48,7 +60,8 @@ def test_importing_everything_loads_only_the_standard_library():
         pytest.skip("sys.stdlib_module_names arrived in 3.10; the 3.10+ runs cover this")
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, str(PACKAGE_DIR.parent)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
@@ -77,9 +90,21 @@ def test_vendored_zip_works_under_isolated_mode(tmp_path, emulator):
     )
     env = {"PATH": os.environ.get("PATH", "")}
     out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code, str(archive), emulator.demo_client_id,
-         emulator.demo_client_secret, emulator.url],
-        capture_output=True, text=True, env=env, cwd=str(tmp_path),
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            code,
+            str(archive),
+            emulator.demo_client_id,
+            emulator.demo_client_secret,
+            emulator.url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"

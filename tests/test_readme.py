@@ -54,7 +54,9 @@ def test_emulator_example(configured):
 
 
 def test_permission_example(configured):
-    configured.otp.add_policy(name="mail", priority=1, action="auto_approve", conditions={"action": {"equals": "email.send"}})
+    configured.otp.add_policy(
+        name="mail", priority=1, action="auto_approve", conditions={"action": {"equals": "email.send"}}
+    )
     ns = run_block(python_blocks()[3], configured)
     assert ns["permission"].status == "approved"
     assert configured.otp.list_permissions(status="used")

@@ -81,7 +81,9 @@ def import_ms(statement, runs):
     """Median import cost of ``statement`` beyond a bare ``pass``, from ``-X importtime``."""
 
     def top_level_us(code):
-        out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
+        )
         total = {}
         for line in out.stderr.splitlines():
             parts = line.split("|")
@@ -115,8 +117,14 @@ class _SyntheticTokens:
 
 
 def bytes_per_token(keys):
-    client = Client("bench", "bench-secret", "https://bench.invalid", transport=_SyntheticTokens(),
-                    cache_size=keys, revocation_interval=None)
+    client = Client(
+        "bench",
+        "bench-secret",
+        "https://bench.invalid",
+        transport=_SyntheticTokens(),
+        cache_size=keys,
+        revocation_interval=None,
+    )
     scopes = ["svc{}:read".format(i) for i in range(keys)]
     client.get_token("warm:up")
     gc.collect()
@@ -150,15 +158,44 @@ def main(argv=None):
 
         def hit():
             return client.get_token("db:read")
+
         f = per_call_ns(lambda: floor.get("db:read"), number, repeat)
         lf = per_call_ns(lambda: locked.get("db:read"), number, repeat)
         h = per_call_ns(hit, number, repeat)
-        rows.append(("floor: dict.get + monotonic compare", "{:.0f} ns".format(f[0]), "{:.0f}-{:.0f}".format(f[1], f[2]), "1.00x"))
-        rows.append(("floor: same under threading.Lock", "{:.0f} ns".format(lf[0]), "{:.0f}-{:.0f}".format(lf[1], lf[2]), "{:.2f}x".format(lf[0] / f[0])))
-        rows.append(("cache-hit get_token, 1 thread", "{:.0f} ns".format(h[0]), "{:.0f}-{:.0f}".format(h[1], h[2]), "{:.2f}x floor".format(h[0] / f[0])))
+        rows.append(
+            (
+                "floor: dict.get + monotonic compare",
+                "{:.0f} ns".format(f[0]),
+                "{:.0f}-{:.0f}".format(f[1], f[2]),
+                "1.00x",
+            )
+        )
+        rows.append(
+            (
+                "floor: same under threading.Lock",
+                "{:.0f} ns".format(lf[0]),
+                "{:.0f}-{:.0f}".format(lf[1], lf[2]),
+                "{:.2f}x".format(lf[0] / f[0]),
+            )
+        )
+        rows.append(
+            (
+                "cache-hit get_token, 1 thread",
+                "{:.0f} ns".format(h[0]),
+                "{:.0f}-{:.0f}".format(h[1], h[2]),
+                "{:.2f}x floor".format(h[0] / f[0]),
+            )
+        )
         one = threaded_throughput(hit, 1, seconds)
         eight = threaded_throughput(hit, 8, seconds)
-        rows.append(("hit throughput, 8 threads vs 1", "{:.2f}x".format(eight / one), "{:.0f} vs {:.0f} calls/s".format(eight, one), "goal >= 0.9x"))
+        rows.append(
+            (
+                "hit throughput, 8 threads vs 1",
+                "{:.2f}x".format(eight / one),
+                "{:.0f} vs {:.0f} calls/s".format(eight, one),
+                "goal >= 0.9x",
+            )
+        )
         client.stop()
 
     started = time.perf_counter()
@@ -167,11 +204,36 @@ def main(argv=None):
         Client("id", "secret", "https://api.example.com", revocation_interval=None)
     construct_us = (time.perf_counter() - started) / n * 1e6
     rows.append(("constructing a Client", "{:.1f} us".format(construct_us), "", "goal < 100 us"))
-    rows.append(("import oculus_lite (over bare interpreter)", "{:.1f} ms".format(import_ms("import oculus_lite", runs)), "", "goal < 5 ms"))
-    rows.append(("from oculus_lite import Client", "{:.1f} ms".format(import_ms("from oculus_lite import Client", runs)), "", ""))
-    rows.append(("bytes retained per cached token", "{:.0f} B".format(bytes_per_token(keys)), "{} keys, 320-char tokens".format(keys), "goal <= 800 B"))
+    rows.append(
+        (
+            "import oculus_lite (over bare interpreter)",
+            "{:.1f} ms".format(import_ms("import oculus_lite", runs)),
+            "",
+            "goal < 5 ms",
+        )
+    )
+    rows.append(
+        (
+            "from oculus_lite import Client",
+            "{:.1f} ms".format(import_ms("from oculus_lite import Client", runs)),
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "bytes retained per cached token",
+            "{:.0f} B".format(bytes_per_token(keys)),
+            "{} keys, 320-char tokens".format(keys),
+            "goal <= 800 B",
+        )
+    )
 
-    print("oculus_lite core benchmark  python {}  {}".format(sys.version.split()[0], "(quick)" if args.quick else ""))
+    print(
+        "oculus_lite core benchmark  python {}  {}".format(
+            sys.version.split()[0], "(quick)" if args.quick else ""
+        )
+    )
     width = max(len(r[0]) for r in rows)
     print("{:<{w}}  {:>12}  {:<28}  {}".format("row", "median", "min-max / detail", "ratio", w=width))
     for row in rows:

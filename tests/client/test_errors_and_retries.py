@@ -82,7 +82,15 @@ def test_rfc6749_error_bodies_are_parsed(emulator, make_client):
 
 def test_non_json_error_body_still_gives_a_clear_error(emulator, make_client):
     emulator.set_faults(
-        [{"path": "/oauth/token", "kind": "status", "status": 502, "every": 1, "body": "<html>bad gateway</html>"}]
+        [
+            {
+                "path": "/oauth/token",
+                "kind": "status",
+                "status": 502,
+                "every": 1,
+                "body": "<html>bad gateway</html>",
+            }
+        ]
     )
     with pytest.raises(ServerError) as info:
         make_client(retries=1).get_token("db:read")
@@ -102,13 +110,17 @@ def test_connection_close_is_retried(emulator, make_client, token_requests):
 
 
 def test_429_waits_for_retry_after(emulator, make_client, token_requests):
-    emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 1, "next": 1}])
+    emulator.set_faults(
+        [{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 1, "next": 1}]
+    )
     assert make_client().get_token("db:read")
     assert token_requests() == 2
 
 
 def test_429_beyond_the_deadline_is_raised_with_retry_after(emulator, make_client, token_requests):
-    emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 120, "every": 1}])
+    emulator.set_faults(
+        [{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 120, "every": 1}]
+    )
     with pytest.raises(RateLimitError) as info:
         make_client(timeout=2).get_token("db:read")
     assert info.value.retry_after == 120
@@ -212,5 +224,12 @@ def test_use_after_stop(make_client):
 
 
 def test_every_error_is_an_oculus_error():
-    for cls in (AuthenticationError, ForbiddenError, NetworkError, RateLimitError, ValidationError, ServerError):
+    for cls in (
+        AuthenticationError,
+        ForbiddenError,
+        NetworkError,
+        RateLimitError,
+        ValidationError,
+        ServerError,
+    ):
         assert issubclass(cls, OculusError)

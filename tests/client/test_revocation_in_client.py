@@ -29,6 +29,7 @@ def test_poller_starts_with_the_first_token_and_stops(emulator, make_client):
 
     def names():
         return {t.name for t in threading.enumerate() if "revocation" in t.name}
+
     assert not names()
     info = client.get_token_info("db:read")
     assert names()

@@ -26,7 +26,9 @@ def test_canary_never_leaks(emulator, agent, canary, caplog):
                 client.get_token(scope)
             except OculusError as exc:
                 errors.append(exc)
-        emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 500, "every": 1, "body": canary}])
+        emulator.set_faults(
+            [{"path": "/oauth/token", "kind": "status", "status": 500, "every": 1, "body": canary}]
+        )
         try:
             Client(agent.client_id, canary, emulator.url, retries=0).get_token("db:other")
         except OculusError as exc:

@@ -89,13 +89,13 @@ def test_full_example_api_error_branch(full_example, emulator):
         full_example["call_api"](emulator.url + "/.well-known/jwks.json", "db:write")
 
 
-TROUBLESHOOTING_CHECK = '''
+TROUBLESHOOTING_CHECK = """
 import os
 print("Client ID:", os.environ.get("AGENT_CLIENT_ID", "NOT SET"))
 print("Secret set:", bool(os.environ.get("AGENT_CLIENT_SECRET")))
-'''
+"""
 
-TROUBLESHOOTING_GOOD_AND_BAD = '''
+TROUBLESHOOTING_GOOD_AND_BAD = """
 from oculus_sdk import OculusClient
 # ✅ Good — one client, tokens cached and renewed automatically
 client = OculusClient(client_id="...", client_secret="...")
@@ -103,7 +103,7 @@ client = OculusClient(client_id="...", client_secret="...")
 # ❌ Bad — new client every call, no caching
 def my_function():
     client = OculusClient(...)  # don't do this
-'''
+"""
 
 
 def test_troubleshooting_snippets(monkeypatch, canary):
