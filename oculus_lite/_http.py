@@ -7,7 +7,6 @@ retryable, 5xx, and 429 (waiting ``Retry-After`` when the deadline allows).
 Never retried: other 4xx, TLS failures, oversized bodies, redirects.
 """
 
-import dataclasses
 import functools
 import json
 import logging
@@ -254,8 +253,8 @@ class _Attempts:
                     self.what, self.attempt - 1
                 )
             )
-        timeout = min(self.request.timeout, remaining)
-        return dataclasses.replace(self.request, timeout=timeout)
+        r = self.request
+        return Request(r.method, r.url, r.headers, r.body, min(r.timeout, remaining))
 
     def on_response(self, response: Response) -> Tuple[Optional[Response], Optional[float]]:
         """(response to return, None) or (None, delay before retrying); raises when giving up."""

@@ -6,7 +6,7 @@ feed ``TokenEndpoint.parse`` arbitrary replies.
 """
 
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
 from . import _http
@@ -65,6 +65,27 @@ def _scope_of(key: CacheKey) -> str:
     return key if isinstance(key, str) else key[0]
 
 
+class _Hints(Mapping[int, str]):
+    """The 401/403 hints for one request, written out only if an error needs them."""
+
+    def __init__(self, base_url: str, scope: str) -> None:
+        self._base_url = base_url
+        self._scope = scope
+
+    def __getitem__(self, status: int) -> str:
+        if status == 401:
+            return HINT_401.format(base_url=self._base_url)
+        if status == 403:
+            return HINT_403.format(scope=self._scope)
+        raise KeyError(status)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((401, 403))
+
+    def __len__(self) -> int:
+        return 2
+
+
 class TokenEndpoint:
     """One agent's view of ``POST /oauth/token``. ``repr`` never shows the secret."""
 
@@ -117,9 +138,9 @@ class TokenEndpoint:
         secrets = (self._secret,) if refresh_token is None else (self._secret, refresh_token)
         return request, secrets
 
-    def hints(self, key: CacheKey) -> Dict[int, str]:
+    def hints(self, key: CacheKey) -> "_Hints":
         """The troubleshooting guide's likely causes, appended to 401/403 messages."""
-        return {401: HINT_401.format(base_url=self.base_url), 403: HINT_403.format(scope=_scope_of(key))}
+        return _Hints(self.base_url, _scope_of(key))
 
     @staticmethod
     def refresh_refused(exc: OculusAPIError) -> bool:

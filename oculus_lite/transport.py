@@ -353,6 +353,7 @@ class UrllibTransport:
         self._proxies = dict(proxies) if proxies is not None else None
         self._opener: Optional["urllib.request.OpenerDirector"] = None
         self._direct: Optional["urllib.request.OpenerDirector"] = None
+        self._loopback: Dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -381,7 +382,11 @@ class UrllibTransport:
 
     def _opener_for(self, url: str) -> "urllib.request.OpenerDirector":
         # Loopback never goes through a proxy: a proxy could not reach our 127.0.0.1 anyway.
-        direct = not self._trust_env or is_loopback_host(urlsplit(url).hostname or "")
+        host = urlsplit(url).hostname or ""
+        loopback = self._loopback.get(host)
+        if loopback is None:
+            loopback = self._loopback[host] = is_loopback_host(host)
+        direct = not self._trust_env or loopback
         with self._lock:
             if direct:
                 if self._direct is None:

@@ -31,14 +31,6 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.connections += 1
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.closed_cond:
-                self.server.closed += 1
-                self.server.closed_cond.notify_all()
-
     def _send(self, status: int, body: bytes = b"", headers: Optional[Dict[str, str]] = None) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -152,6 +144,16 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # failed handshakes and client aborts are part of the tests
+
+    def shutdown_request(self, request: Any) -> None:
+        # Counted only once the socket is really shut down and closed, so a test that waits
+        # for it knows the client can see the FIN (finish() runs before the close).
+        try:
+            super().shutdown_request(request)
+        finally:
+            with self.closed_cond:
+                self.closed += 1
+                self.closed_cond.notify_all()
 
 
 class ScriptedServer:
