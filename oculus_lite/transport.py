@@ -51,6 +51,7 @@ __all__ = [
     "get_transport",
     "is_loopback_host",
     "check_complete",
+    "exception_chain",
     "map_transport_error",
     "read_body",
     "read_capped",
@@ -214,6 +215,22 @@ def is_loopback_host(host: str) -> bool:
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def exception_chain(exc: BaseException) -> List[BaseException]:
+    """``exc`` and what caused it, outermost first: ``__cause__``, urllib's and urllib3's
+    ``reason``, ``__context__``, an exception passed as an argument. Plugins use it to find the
+    low-level error under their backend's wrappers before calling ``map_transport_error``."""
+    seen: List[BaseException] = []
+    cur: Optional[BaseException] = exc
+    while cur is not None and all(cur is not s for s in seen) and len(seen) < 16:
+        seen.append(cur)
+        reason = getattr(cur, "reason", None)
+        nxt = cur.__cause__ or (reason if isinstance(reason, BaseException) else None)
+        if nxt is None:
+            nxt = cur.__context__ or next((a for a in cur.args if isinstance(a, BaseException)), None)
+        cur = nxt
+    return seen
 
 
 def map_transport_error(exc: BaseException, request: Request) -> NetworkError:

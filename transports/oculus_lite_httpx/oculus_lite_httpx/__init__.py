@@ -14,7 +14,7 @@ import http.client
 import http.cookiejar
 import socket
 import threading
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 try:
     import httpx
@@ -30,6 +30,7 @@ from oculus_lite.transport import (
     Response,
     VerifyTypes,
     _context_for,
+    exception_chain,
     is_loopback_host,
     map_transport_error,
     read_capped,
@@ -41,17 +42,8 @@ __version__ = "0.1.0"
 _TIMEOUTS = (httpx.TimeoutException, socket.timeout, TimeoutError)
 
 
-def _chain(exc: BaseException) -> List[BaseException]:
-    seen: List[BaseException] = []
-    cur: Optional[BaseException] = exc
-    while cur is not None and all(cur is not s for s in seen) and len(seen) < 16:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     if isinstance(exc, httpx.TimeoutException):
         return map_transport_error(socket.timeout(), request)
     roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]

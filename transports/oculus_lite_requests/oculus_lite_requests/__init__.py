@@ -12,7 +12,7 @@ or, once installed, ``Client(..., transport="requests")``.
 import http.client
 import http.cookiejar
 import socket
-from typing import Any, Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 from urllib.parse import urlsplit
 
 try:
@@ -28,6 +28,7 @@ from oculus_lite.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Request,
     Response,
+    exception_chain,
     is_loopback_host,
     map_transport_error,
     read_capped,
@@ -42,22 +43,8 @@ _NO_PROXY = {"http": None, "https": None, "all": None}
 _TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
 
 
-def _chain(exc: BaseException) -> List[BaseException]:
-    """The exception, its causes/contexts and urllib3 ``reason``s, outermost first."""
-    seen: List[BaseException] = []
-    cur: Optional[BaseException] = exc
-    while cur is not None and all(cur is not s for s in seen) and len(seen) < 16:
-        seen.append(cur)
-        reason = getattr(cur, "reason", None)
-        nxt = cur.__cause__ or (reason if isinstance(reason, BaseException) else None)
-        if nxt is None:
-            nxt = cur.__context__ or next((a for a in cur.args if isinstance(a, BaseException)), None)
-        cur = nxt
-    return seen
-
-
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
     root = roots[-1] if roots else None
     if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):

@@ -13,7 +13,7 @@ transport: to go through a proxy, pass ``pool=urllib3.ProxyManager(...)``.
 
 import http.client
 import socket
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, Optional
 
 try:
     import urllib3
@@ -30,6 +30,7 @@ from oculus_lite.transport import (
     Response,
     VerifyTypes,
     _context_for,
+    exception_chain,
     map_transport_error,
     read_capped,
 )
@@ -41,21 +42,8 @@ _CHUNK = 65536
 _TIMEOUTS = (urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
 
 
-def _chain(exc: BaseException) -> List[BaseException]:
-    seen: List[BaseException] = []
-    cur: Optional[BaseException] = exc
-    while cur is not None and all(cur is not s for s in seen) and len(seen) < 16:
-        seen.append(cur)
-        reason = getattr(cur, "reason", None)
-        nxt = cur.__cause__ or (reason if isinstance(reason, BaseException) else None)
-        if nxt is None:
-            nxt = cur.__context__ or next((a for a in cur.args if isinstance(a, BaseException)), None)
-        cur = nxt
-    return seen
-
-
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
     root = roots[-1] if roots else None
     if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
