@@ -15,6 +15,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Iterable,
     List,
     Mapping,
     Optional,
@@ -52,8 +53,10 @@ __all__ = [
     "is_loopback_host",
     "check_complete",
     "exception_chain",
+    "map_backend_error",
     "map_transport_error",
     "read_body",
+    "read_chunks",
     "read_capped",
     "register_transport",
 ]
@@ -233,6 +236,31 @@ def exception_chain(exc: BaseException) -> List[BaseException]:
     return seen
 
 
+def map_backend_error(
+    exc: BaseException,
+    request: Request,
+    *,
+    timeouts: Tuple[type, ...] = (),
+    truncated: Tuple[type, ...] = (),
+) -> NetworkError:
+    """For plugins: the NetworkError for what a third-party backend raised. The real socket or
+    HTTP error under the backend's wrappers decides; failing that, the backend's own timeout
+    types mean a timeout and its protocol-error types mean a reply cut short."""
+    import http.client
+    import socket
+
+    chain = exception_chain(exc)
+    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
+    root = roots[-1] if roots else None
+    if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
+        return map_transport_error(root, request)
+    if any(isinstance(e, timeouts + (socket.timeout, TimeoutError)) for e in chain):
+        return map_transport_error(socket.timeout(), request)
+    if any(isinstance(e, truncated) for e in chain):
+        return map_transport_error(http.client.IncompleteRead(b""), request)
+    return map_transport_error(root or exc, request)
+
+
 def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
     """Turn a low-level exception into the matching NetworkError (the caller raises it ``from exc``)."""
     import http.client
@@ -297,6 +325,17 @@ def read_capped(read: Callable[[int], bytes], limit: int, request: Request) -> b
     if len(body) > limit:
         raise _too_large(request, limit)
     return body
+
+
+def read_chunks(chunks: Iterable[bytes], limit: int, request: Request) -> bytes:
+    """For plugins: a body streamed in chunks, refusing more than ``limit`` bytes (it stops
+    reading as soon as the cap is passed, so an endless body costs at most one chunk more)."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large(request, limit)
+    return bytes(buf)
 
 
 def read_body(resp: "http.client.HTTPResponse", limit: int, request: Request, deadline: float) -> bytes:

@@ -12,7 +12,6 @@ or, once installed, ``Client(..., transport="httpx")``.
 import asyncio
 import http.client
 import http.cookiejar
-import socket
 import threading
 from typing import Any, Dict, Optional, Union
 
@@ -30,28 +29,19 @@ from oculus_lite.transport import (
     Response,
     VerifyTypes,
     _context_for,
-    exception_chain,
     is_loopback_host,
-    map_transport_error,
+    map_backend_error,
     read_capped,
 )
 
 __all__ = ["HttpxTransport"]
 __version__ = "0.1.0"
 
-_TIMEOUTS = (httpx.TimeoutException, socket.timeout, TimeoutError)
+_TIMEOUTS = (httpx.TimeoutException,)
 
 
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = exception_chain(exc)
-    if isinstance(exc, httpx.TimeoutException):
-        return map_transport_error(socket.timeout(), request)
-    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
-    if roots:
-        return map_transport_error(roots[-1], request)
-    if isinstance(exc, httpx.RemoteProtocolError):  # peer closed mid-message
-        return map_transport_error(http.client.IncompleteRead(b""), request)
-    return map_transport_error(exc, request)
+    return map_backend_error(exc, request, timeouts=_TIMEOUTS, truncated=(httpx.RemoteProtocolError,))
 
 
 def _capped(buf: bytearray, limit: int, request: Request) -> bytes:

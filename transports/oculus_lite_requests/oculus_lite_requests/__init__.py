@@ -11,8 +11,7 @@ or, once installed, ``Client(..., transport="requests")``.
 
 import http.client
 import http.cookiejar
-import socket
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
 try:
@@ -28,10 +27,9 @@ from oculus_lite.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Request,
     Response,
-    exception_chain,
     is_loopback_host,
-    map_transport_error,
-    read_capped,
+    map_backend_error,
+    read_chunks,
 )
 
 __all__ = ["RequestsTransport"]
@@ -40,30 +38,11 @@ __version__ = "0.1.0"
 _CHUNK = 65536
 _NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 _NO_PROXY = {"http": None, "https": None, "all": None}
-_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
+_TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError)
 
 
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = exception_chain(exc)
-    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
-    root = roots[-1] if roots else None
-    if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
-        return map_transport_error(root, request)
-    if any(isinstance(e, _TIMEOUTS) for e in chain):
-        return map_transport_error(socket.timeout(), request)
-    return map_transport_error(root or exc, request)
-
-
-def _reader(chunks: Iterator[bytes]) -> Callable[[int], bytes]:
-    def read(limit: int) -> bytes:
-        buf = bytearray()
-        for chunk in chunks:
-            buf += chunk
-            if len(buf) >= limit:
-                break
-        return bytes(buf)
-
-    return read
+    return map_backend_error(exc, request, timeouts=_TIMEOUTS)
 
 
 class RequestsTransport:
@@ -136,7 +115,7 @@ class RequestsTransport:
             raise _map(exc, request) from exc
         try:
             with resp:
-                data = read_capped(_reader(resp.iter_content(_CHUNK)), self._max, request)
+                data = read_chunks(resp.iter_content(_CHUNK), self._max, request)
                 return Response(resp.status_code, resp.headers, data)
         except NetworkError:
             raise

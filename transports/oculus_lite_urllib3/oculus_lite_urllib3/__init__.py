@@ -12,8 +12,7 @@ transport: to go through a proxy, pass ``pool=urllib3.ProxyManager(...)``.
 """
 
 import http.client
-import socket
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 try:
     import urllib3
@@ -30,41 +29,19 @@ from oculus_lite.transport import (
     Response,
     VerifyTypes,
     _context_for,
-    exception_chain,
-    map_transport_error,
-    read_capped,
+    map_backend_error,
+    read_chunks,
 )
 
 __all__ = ["Urllib3Transport"]
 __version__ = "0.1.0"
 
 _CHUNK = 65536
-_TIMEOUTS = (urllib3.exceptions.TimeoutError, socket.timeout, TimeoutError)
+_TIMEOUTS = (urllib3.exceptions.TimeoutError,)
 
 
 def _map(exc: BaseException, request: Request) -> NetworkError:
-    chain = exception_chain(exc)
-    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
-    root = roots[-1] if roots else None
-    if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
-        return map_transport_error(root, request)
-    if any(isinstance(e, _TIMEOUTS) for e in chain):
-        return map_transport_error(socket.timeout(), request)
-    if isinstance(exc, urllib3.exceptions.ProtocolError):
-        return map_transport_error(http.client.IncompleteRead(b""), request)
-    return map_transport_error(root or exc, request)
-
-
-def _reader(chunks: Iterator[bytes]) -> Callable[[int], bytes]:
-    def read(limit: int) -> bytes:
-        buf = bytearray()
-        for chunk in chunks:
-            buf += chunk
-            if len(buf) >= limit:
-                break
-        return bytes(buf)
-
-    return read
+    return map_backend_error(exc, request, timeouts=_TIMEOUTS, truncated=(urllib3.exceptions.ProtocolError,))
 
 
 class Urllib3Transport:
@@ -125,7 +102,7 @@ class Urllib3Transport:
             raise _map(exc, request) from exc
         complete = False
         try:
-            data = read_capped(_reader(resp.stream(_CHUNK, decode_content=True)), self._max, request)
+            data = read_chunks(resp.stream(_CHUNK, decode_content=True), self._max, request)
             complete = True
             return Response(resp.status, resp.headers, data)
         except NetworkError:
