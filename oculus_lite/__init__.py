@@ -24,8 +24,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from typing import Any, Dict, List
 
-    from .client import Client as Client
-    from .client import OculusClient as OculusClient
     from .emulator import Emulator as Emulator
     from .exceptions import AgentOTPError as AgentOTPError
     from .exceptions import ApprovalTimeoutError as ApprovalTimeoutError
@@ -59,7 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .exceptions import ValidationError as ValidationError
     from .jwt import Claims as Claims
     from .jwt import JwksVerifier as JwksVerifier
-    from .models import Token as Token
     from .permissions import AgentOTPClient as AgentOTPClient
     from .permissions import AsyncAgentOTPClient as AsyncAgentOTPClient
     from .permissions import AsyncPermissionClient as AsyncPermissionClient
@@ -70,6 +67,9 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .permissions import PermissionStatus as PermissionStatus
     from .permissions import TokenUsage as TokenUsage
     from .permissions import TokenVerification as TokenVerification
+    from .tokens._client import Client as Client
+    from .tokens._client import OculusClient as OculusClient
+    from .tokens._models import Token as Token
     from .transport import AsyncTransport as AsyncTransport
     from .transport import Request as Request
     from .transport import Response as Response
@@ -90,12 +90,12 @@ _EXCEPTIONS = (
 _WHERE: Dict[str, str] = {name: "exceptions" for name in _EXCEPTIONS}
 _WHERE.update(
     {
-        "Client": "client",
-        "OculusClient": "client",
+        "Client": "tokens._client",
+        "OculusClient": "tokens._client",
         "Emulator": "emulator",
         "Claims": "jwt",
         "JwksVerifier": "jwt",
-        "Token": "models",
+        "Token": "tokens._models",
         "AgentOTPClient": "permissions",
         "AsyncAgentOTPClient": "permissions",
         "AsyncPermissionClient": "permissions",

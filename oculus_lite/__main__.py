@@ -1,5 +1,5 @@
 """``python -m oculus_lite``."""
 
-from ._cli import main
+from .cli import main
 
 raise SystemExit(main())

@@ -26,11 +26,11 @@ from typing import (
     Union,
 )
 
-from ._jwks import SUPPORTED_ALGORITHMS
 from .exceptions import MalformedTokenError
+from .verify._keys import SUPPORTED_ALGORITHMS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._verifier import JwksVerifier
+    from .verify._verifier import JwksVerifier
 
 __all__ = ["Claims", "Decoded", "JwksVerifier", "MAX_TOKEN_LENGTH", "SUPPORTED_ALGORITHMS", "decode"]
 
@@ -228,7 +228,7 @@ class Claims(Mapping[str, Any]):
     def _num(self, name: str) -> Optional[float]:
         value = self._data.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            from ._checks import as_seconds
+            from .verify._claims import as_seconds
 
             return as_seconds(value)
         return None
@@ -288,7 +288,7 @@ class Claims(Mapping[str, Any]):
 def __getattr__(name: str) -> Any:
     # PEP 562: the verifier (threads, logging, HTTP) loads only when asked for.
     if name == "JwksVerifier":
-        from ._verifier import JwksVerifier
+        from .verify._verifier import JwksVerifier
 
         return JwksVerifier
     raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

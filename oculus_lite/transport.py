@@ -518,7 +518,7 @@ def _builtin(name: str) -> Optional[TransportFactory]:
     if name == "urllib":
         return UrllibTransport
     if name == "pooled":
-        from ._pooled import PooledTransport
+        from ._http._pooled import PooledTransport
 
         return PooledTransport
     return None

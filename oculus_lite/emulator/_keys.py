@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import _rsa
+from ..verify import _rsa
 
 __all__ = ["KeyRing", "shared_key", "thumbprint"]
 

@@ -767,7 +767,7 @@ class Bench:
             },
         )
         try:
-            import oculus_lite._pooled  # noqa: F401
+            import oculus_lite._http._pooled  # noqa: F401
         except ImportError as exc:
             keep.cells[LITE] = Cell(note="oculus_lite/_pooled.py missing ({})".format(exc))
         conn = http.client.HTTPConnection(emu.host, emu.port, timeout=10)

@@ -139,7 +139,7 @@ def _optional(module: str, what: str) -> Any:
 
 def _raw_rows(url: str) -> List[Tuple[str, Any, bool]]:
     """(name, transport, async) for the transport-only round trip."""
-    from oculus_lite._pooled import PooledTransport
+    from oculus_lite._http._pooled import PooledTransport
     from oculus_lite.transport import UrllibTransport
 
     rows: List[Tuple[str, Any, bool]] = [

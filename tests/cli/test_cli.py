@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from oculus_lite._cli import main
+from oculus_lite.cli import main
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from oculus_lite import Client, ServerError, Token
-from oculus_lite.cache import Entry, TokenCache, timing
+from oculus_lite.tokens._cache import Entry, TokenCache, timing
 
 
 def wait_until(predicate, timeout=10.0):

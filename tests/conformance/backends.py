@@ -85,7 +85,7 @@ class PooledBackend(Backend):
     name = "pooled"
 
     def factory(self) -> Callable[..., Any]:
-        from oculus_lite._pooled import PooledTransport
+        from oculus_lite._http._pooled import PooledTransport
 
         return PooledTransport
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from oculus_lite._pooled import PooledTransport
+from oculus_lite._http._pooled import PooledTransport
 from oculus_lite.exceptions import ConfigurationError, NetworkError
 from oculus_lite.transport import Request, get_transport
 

@@ -7,7 +7,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from oculus_lite import _rsa
+from oculus_lite.verify import _rsa
 
 
 class Http:

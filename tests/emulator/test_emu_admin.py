@@ -185,12 +185,13 @@ def test_run_server_prints_env_lines_then_logs():
 
 def test_pytest_plugin_fixture_and_light_import(tmp_path):
     probe = (
-        "import sys, oculus_lite_pytest, oculus_lite.emulator; "
-        "print('http.server' in sys.modules, 'oculus_lite.emulator._emulator' in sys.modules)"
+        "import sys, oculus_lite.pytest_plugin, oculus_lite.emulator; "
+        "print('http.server' in sys.modules, 'oculus_lite.emulator._emulator' in sys.modules, "
+        "'pytest' in sys.modules)"
     )
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
     (tmp_path / "test_user.py").write_text(
         "def test_it(oculus_emulator):\n"
         "    import urllib.request\n"
@@ -204,7 +205,7 @@ def test_pytest_plugin_fixture_and_light_import(tmp_path):
             "pytest",
             "-q",
             "-p",
-            "oculus_lite_pytest",
+            "oculus_lite.pytest_plugin",
             "-p",
             "no:cacheprovider",
             str(tmp_path / "test_user.py"),

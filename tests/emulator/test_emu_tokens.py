@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from oculus_lite._rsa import b64url_decode
 from oculus_lite.emulator import Emulator
+from oculus_lite.verify._rsa import b64url_decode
 
 
 def test_client_credentials_issues_verifiable_rs256_jwt(emulator, wire, verify_token):

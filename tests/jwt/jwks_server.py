@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from oculus_lite import _rsa
+from oculus_lite.verify import _rsa
 
 _KEYS: Dict[int, List[_rsa.RSAPrivateKey]] = {}
 _KEYS_LOCK = threading.Lock()

@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 import pytest
 
-from oculus_lite import _cli_verify
+from oculus_lite.cli import _verify as _cli_verify
 from oculus_lite.emulator import Emulator
 from oculus_lite.jwt import decode
 
@@ -90,7 +90,7 @@ def test_decode_says_nothing_was_verified(emulator: Emulator, capsys: pytest.Cap
 
 
 def test_through_the_main_cli(emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
-    from oculus_lite._cli import main
+    from oculus_lite.cli import main
 
     token = emulator.issue_token()
     assert main(["verify", token, "--base-url", emulator.url]) == 0

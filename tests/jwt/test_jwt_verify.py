@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import pytest
 
-from oculus_lite import _rsa
 from oculus_lite.emulator import Emulator
 from oculus_lite.exceptions import (
     ClientClosedError,
@@ -28,6 +27,7 @@ from oculus_lite.exceptions import (
     UnsupportedAlgorithmError,
 )
 from oculus_lite.jwt import Claims, JwksVerifier, decode
+from oculus_lite.verify import _rsa
 
 from .jwks_server import FakeClock, b64, b64json, sign_hs256, unsigned
 

@@ -6,7 +6,7 @@ from typing import Any, List
 
 import pytest
 
-from oculus_lite._cli import main
+from oculus_lite.cli import main
 
 from .conftest import CANARY_KEY
 
@@ -135,7 +135,7 @@ def test_operator_commands_use_the_admin_token(
 
 
 def test_demo_permission_steps(emulator: Any) -> None:
-    from oculus_lite._cli_permission import demo_permission_steps
+    from oculus_lite.cli._permission import demo_permission_steps
 
     out = io.StringIO()
     demo_permission_steps(emulator, out)

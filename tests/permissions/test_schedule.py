@@ -6,8 +6,8 @@ from typing import Any, List
 import pytest
 
 from oculus_lite import ApprovalTimeoutError, Permission, PermissionClient, PermissionStatus
-from oculus_lite._permission_core import _Waiter
 from oculus_lite.emulator import Emulator
+from oculus_lite.permissions._plans import _Waiter
 
 from .conftest import http_json
 

@@ -13,8 +13,8 @@ import pytest
 
 from oculus_lite import OculusError, PermissionClient, ServerError
 from oculus_lite.jwt import JwksVerifier
-from oculus_lite.revocation import RevocationList
 from oculus_lite.transport import UrllibTransport
+from oculus_lite.verify._revocation import RevocationList
 
 REVOKED = "/oauth/revoked-tokens"
 JWKS = "/.well-known/jwks.json"

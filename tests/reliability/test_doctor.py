@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from oculus_lite._cli import main
-from oculus_lite._doctor import run_doctor, scope_format_problems
+from oculus_lite.cli import main
+from oculus_lite.cli._doctor import run_doctor, scope_format_problems
 from oculus_lite.emulator import Emulator
 
 

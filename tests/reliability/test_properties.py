@@ -14,9 +14,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from oculus_lite import _http  # noqa: E402
 from oculus_lite._config import check_text, validate_base_url  # noqa: E402
-from oculus_lite._oauth import TokenEndpoint, lifetime, normalise_scope  # noqa: E402
+from oculus_lite._http import _send as _http  # noqa: E402
 from oculus_lite.exceptions import (  # noqa: E402
     ConfigurationError,
     InvalidResponseError,
@@ -26,6 +25,7 @@ from oculus_lite.exceptions import (  # noqa: E402
     ServerError,
     ValidationError,
 )
+from oculus_lite.tokens._oauth import TokenEndpoint, lifetime, normalise_scope  # noqa: E402
 from oculus_lite.transport import Response  # noqa: E402
 
 # OCULUS_HYPOTHESIS_EXAMPLES=5000 for a deeper local run; the default keeps 6 interpreters quick.

@@ -9,8 +9,8 @@ import pytest
 
 from oculus_lite.emulator import Emulator
 from oculus_lite.exceptions import ConfigurationError, InvalidResponseError, ServerError
-from oculus_lite.revocation import RevocationList
 from oculus_lite.transport import Request, Response, UrllibTransport
+from oculus_lite.verify._revocation import RevocationList
 
 
 class Watched:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from .exceptions import (
+from ..exceptions import (
     AuthenticationError,
     ConflictError,
     ForbiddenError,
@@ -30,7 +30,7 @@ from .exceptions import (
     ServerError,
     ValidationError,
 )
-from .transport import Request, Response
+from ..transport import Request, Response
 
 __all__ = [
     "RetryPolicy",

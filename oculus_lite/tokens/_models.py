@@ -30,7 +30,7 @@ class Token:
         """The access token's JWT payload, decoded on demand and NOT verified."""
         cached: Optional[Dict[str, Any]] = self.__dict__.get("_claims")
         if cached is None:
-            from .jwt import decode
+            from ..jwt import decode
 
             cached = dict(decode(self.access_token).claims)
             object.__setattr__(self, "_claims", cached)

@@ -12,9 +12,9 @@ __all__ = ["run_demo"]
 
 
 def run_demo(out: TextIO) -> int:
-    from .client import Client
-    from .emulator import Emulator
-    from .exceptions import OculusAuthError
+    from ..emulator import Emulator
+    from ..exceptions import OculusAuthError
+    from ..tokens._client import Client
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
@@ -105,6 +105,6 @@ def run_demo(out: TextIO) -> int:
 
 
 def _permission_steps(emu: Any, out: TextIO) -> None:
-    from ._cli_permission import demo_permission_steps
+    from ._permission import demo_permission_steps
 
     demo_permission_steps(emu, out)

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import InvalidTokenError, NetworkError, OculusError, ServerError
+from ..exceptions import InvalidTokenError, NetworkError, OculusError, ServerError
 
 if TYPE_CHECKING:  # pragma: no cover
     _Sub = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -35,8 +35,8 @@ def _dump(value: Any) -> str:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ._config import DEFAULT_BASE_URL, from_env
-    from .jwt import JwksVerifier
+    from .._config import DEFAULT_BASE_URL, from_env
+    from ..jwt import JwksVerifier
 
     base_url, _ = from_env(args.base_url, ("ANTI_AI_URL", "OCULUS_BASE_URL"))
     token = _read_token(args.token)
@@ -65,7 +65,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from .jwt import decode
+    from ..jwt import decode
 
     try:
         decoded = decode(_read_token(args.token))

@@ -32,8 +32,8 @@ import weakref
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from .exceptions import ConfigurationError, NetworkError
-from .transport import (
+from ..exceptions import ConfigurationError, NetworkError
+from ..transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Request,
     Response,

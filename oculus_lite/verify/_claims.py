@@ -5,8 +5,7 @@ aud, iss) afterwards. Reasons name the claim and what was expected.
 
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ._jwks import SUPPORTED_ALGORITHMS
-from .exceptions import (
+from ..exceptions import (
     ExpiredTokenError,
     ImmatureTokenError,
     InvalidAudienceError,
@@ -14,6 +13,7 @@ from .exceptions import (
     MalformedTokenError,
     UnsupportedAlgorithmError,
 )
+from ._keys import SUPPORTED_ALGORITHMS
 
 __all__ = ["as_seconds", "check_audience", "check_claims", "check_header", "is_number"]
 

@@ -9,11 +9,11 @@ import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
-from . import _http
-from ._config import check_text
-from .cache import CacheKey, Entry, timing
-from .exceptions import OculusAPIError, ValidationError
-from .transport import Request, Response
+from .._config import check_text
+from .._http import _send as _http
+from ..exceptions import OculusAPIError, ValidationError
+from ..transport import Request, Response
+from ._cache import CacheKey, Entry, timing
 
 __all__ = ["DEFAULT_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope"]
 

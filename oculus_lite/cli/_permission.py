@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Any, Dict, Optional, TextIO
 
-from . import _http
-from ._config import from_env, validate_base_url
-from ._permission_models import Permission, check_id
-from .exceptions import ApprovalTimeoutError, OculusError
-from .transport import Request, UrllibTransport
+from .._config import from_env, validate_base_url
+from .._http import _send as _http
+from ..exceptions import ApprovalTimeoutError, OculusError
+from ..permissions._models import Permission, check_id
+from ..transport import Request, UrllibTransport
 
 __all__ = ["demo_permission_steps", "register"]
 
@@ -83,7 +83,7 @@ def _json_object(text: str) -> Dict[str, Any]:
 
 
 def _fail(exc: OculusError) -> int:
-    from ._cli import exit_code_for
+    from . import exit_code_for
 
     print("error: {}".format(exc), file=sys.stderr)
     return exit_code_for(exc)
@@ -112,7 +112,7 @@ def _show(permission: Permission, out: TextIO, *, with_token: bool) -> None:
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    from .permissions import PermissionClient
+    from ..permissions import PermissionClient
 
     def on_pending(p: Permission) -> None:
         if args.wait:
@@ -145,7 +145,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .permissions import PermissionClient
+    from ..permissions import PermissionClient
 
     try:
         with PermissionClient() as client:
@@ -243,7 +243,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def demo_permission_steps(emu: Any, out: TextIO) -> None:
     """The demo's permission part: wait for a human (another thread), use once, refuse a reuse."""
-    from .permissions import PermissionClient
+    from ..permissions import PermissionClient
 
     lock = threading.Lock()
     pending = threading.Event()

@@ -12,17 +12,10 @@ import time
 from typing import Any, Deque, Dict, Optional, Tuple, Union
 from urllib.parse import quote
 
-from . import _http
-from ._config import check_text, from_env, validate_base_url
-from ._permission_models import (
-    Permission,
-    PermissionStatus,
-    check_number,
-    parse_permission,
-    unwrap_envelope,
-)
-from ._version import __version__
-from .exceptions import (
+from .._config import check_text, from_env, validate_base_url
+from .._http import _send as _http
+from .._version import __version__
+from ..exceptions import (
     ApprovalTimeoutError,
     ClientClosedError,
     ConfigurationError,
@@ -31,7 +24,14 @@ from .exceptions import (
     OculusError,
     RateLimitError,
 )
-from .transport import Request, resolve_transport
+from ..transport import Request, resolve_transport
+from ._models import (
+    Permission,
+    PermissionStatus,
+    check_number,
+    parse_permission,
+    unwrap_envelope,
+)
 
 __all__ = ["DEFAULT_OTP_URL", "MAX_POLL_INTERVAL"]
 

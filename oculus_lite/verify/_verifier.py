@@ -11,20 +11,20 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
-from ._checks import as_seconds, check_claims, check_header, is_number
-from ._jwks import SUPPORTED_ALGORITHMS, KeySet, SingleFlight, parse_max_age
-from .exceptions import (
+from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
     InvalidSignatureError,
     OculusError,
     RevokedTokenError,
 )
-from .jwt import Claims, Decoded, decode
+from ..jwt import Claims, Decoded, decode
+from ._claims import as_seconds, check_claims, check_header, is_number
+from ._keys import SUPPORTED_ALGORITHMS, KeySet, SingleFlight, parse_max_age
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .revocation import RevocationList
-    from .transport import Request
+    from ..transport import Request
+    from ._revocation import RevocationList
 
 __all__ = ["JwksVerifier"]
 
@@ -67,7 +67,7 @@ class JwksVerifier:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        from ._config import validate_base_url
+        from .._config import validate_base_url
 
         if base_url is None and jwks_url is None:
             raise ConfigurationError(
@@ -132,8 +132,8 @@ class JwksVerifier:
                     revocation_url, allow_insecure_http=allow_insecure_http, what="revocation_url"
                 )
 
-        from ._http import RetryPolicy
-        from .transport import resolve_transport
+        from .._http._send import RetryPolicy
+        from ..transport import resolve_transport
 
         self._policy = RetryPolicy(retries=max(0, int(retries)))
         self._owns_transport = transport is None or isinstance(transport, str)
@@ -141,7 +141,7 @@ class JwksVerifier:
 
         self._revocation: Optional["RevocationList"] = None
         if revocation_url is not None and check_revocation:
-            from .revocation import RevocationList
+            from ._revocation import RevocationList
 
             self._revocation = RevocationList(
                 revocation_url,
@@ -364,7 +364,7 @@ class JwksVerifier:
             return True
 
     def _fetch_keys_sync(self, why: str) -> None:
-        from ._http import send
+        from .._http._send import send
 
         flight, leader = self._key_flight.begin()
         if not leader:
@@ -394,7 +394,7 @@ class JwksVerifier:
             raise error
 
     async def _fetch_keys_async(self, why: str) -> None:
-        from ._http import asend
+        from .._http._send import asend
 
         flight, leader = self._key_flight.begin()
         if not leader:
@@ -427,14 +427,14 @@ class JwksVerifier:
         return time.monotonic() + self._timeout
 
     def _jwks_request(self) -> "Request":
-        from .transport import Request
+        from ..transport import Request
 
         return Request(
             "GET", self._jwks_url, headers=(("Accept", "application/json"),), timeout=self._timeout
         )
 
     def _install(self, response: Any) -> None:
-        from ._http import parse_json
+        from .._http._send import parse_json
 
         data = parse_json(response, "JWKS")
         ttl = parse_max_age(response.header("cache-control"))

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, TypedDict
 
-from ._config import check_text
-from .exceptions import InvalidResponseError, ValidationError
+from .._config import check_text
+from ..exceptions import InvalidResponseError, ValidationError
 
 __all__ = [
     "Permission",

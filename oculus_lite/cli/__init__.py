@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Callable, List, Optional, Sequence, TextIO
 
-from .exceptions import (
+from ..exceptions import (
     ConfigurationError,
     NetworkError,
     OculusAuthError,
@@ -34,7 +34,7 @@ def exit_code_for(exc: OculusError) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from .client import Client
+    from ..tokens._client import Client
 
     with Client(revocation_interval=None) as client:
         print(client.get_token(args.scope, args.audience))
@@ -42,7 +42,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .emulator import run_server
+    from ..emulator import run_server
 
     return run_server(
         host=args.host, port=args.port, config=args.config, admin_token=args.admin_token, out=sys.stdout
@@ -61,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Agent identity from the command line: tokens, verification, approvals, "
         "and a local emulator of the services.",
     )
-    from ._version import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version="oculus_lite " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -92,20 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> List[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]]:
-    from . import _cli_permission, _cli_verify
+    from . import _doctor, _permission, _verify
 
-    found: List[Callable[..., None]] = [
-        _cli_verify.register_decode,
-        _cli_verify.register,
-        _cli_permission.register,
-    ]
-    try:
-        from . import _doctor
-    except ImportError:  # pragma: no cover - doctor lands with the reliability work
-        pass
-    else:
-        found.append(_doctor.register)
-    return found
+    return [_verify.register_decode, _verify.register, _permission.register, _doctor.register]
 
 
 def main(argv: Optional[Sequence[str]] = None, *, stderr: Optional[TextIO] = None) -> int:

@@ -21,17 +21,9 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, TypeVar, overload
 
-from . import _http
-from ._permission_core import (
-    _HINTS,
-    DEFAULT_OTP_URL,
-    _Base,
-    _check_wait,
-    _final_for_execute,
-    _Waiter,
-    log,
-)
-from ._permission_models import (
+from .._http import _send as _http
+from ..exceptions import ClientClosedError, OculusError
+from ._models import (
     OnPending,
     Permission,
     PermissionRequest,
@@ -47,7 +39,15 @@ from ._permission_models import (
     parse_usage,
     parse_verification,
 )
-from .exceptions import ClientClosedError, OculusError
+from ._plans import (
+    _HINTS,
+    DEFAULT_OTP_URL,
+    _Base,
+    _check_wait,
+    _final_for_execute,
+    _Waiter,
+    log,
+)
 
 __all__ = [
     "DEFAULT_OTP_URL",

@@ -7,7 +7,7 @@ token, ``Cache-Control`` parsing, and a single-flight that threads and coroutine
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Type
 
-from .exceptions import (
+from ..exceptions import (
     InvalidResponseError,
     InvalidTokenError,
     KeyNotFoundError,
@@ -53,7 +53,7 @@ class _Entry(NamedTuple):
 
 
 def _b64int(jwk: Mapping[str, Any], name: str) -> int:
-    from .jwt import b64url_strict
+    from ..jwt import b64url_strict
 
     value = jwk.get(name)
     if not isinstance(value, str) or not value:

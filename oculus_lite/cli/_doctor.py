@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from . import _http
-from ._config import DEFAULT_BASE_URL, from_env, validate_base_url
-from .exceptions import (
+from .._config import DEFAULT_BASE_URL, from_env, validate_base_url
+from .._http import _send as _http
+from ..exceptions import (
     AuthenticationError,
     ConfigurationError,
     ForbiddenError,
@@ -33,7 +33,7 @@ from .exceptions import (
     TLSError,
     ValidationError,
 )
-from .transport import Request, Response, is_loopback_host
+from ..transport import Request, Response, is_loopback_host
 
 __all__ = ["register", "run_doctor"]
 
@@ -316,7 +316,7 @@ class _Doctor:
             self.add("clock skew", "ok", "within {:.0f} s of the server's clock".format(MAX_SKEW))
 
     def token(self, scope: Optional[str], audience: Optional[str]) -> None:
-        from .client import Client
+        from ..tokens._client import Client
 
         assert self.client_id and self.secret and self.base_url
         probe = scope is None
@@ -436,7 +436,7 @@ class _Doctor:
     # ------------------------------------------------------------------ all of it
 
     def run(self, scope: Optional[str], audience: Optional[str]) -> None:
-        from .transport import UrllibTransport
+        from ..transport import UrllibTransport
 
         have_credentials = self.credentials()
         if not self.base_url_check():

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, FrozenSet, Optional, Tuple
 
-from .exceptions import ConfigurationError, InvalidResponseError, OculusError
+from ..exceptions import ConfigurationError, InvalidResponseError, OculusError
 
 __all__ = ["RevocationList"]
 
@@ -55,7 +55,7 @@ class RevocationList:
             )
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
             raise ConfigurationError("revocation timeout must be a number of seconds > 0")
-        from ._http import RetryPolicy
+        from .._http._send import RetryPolicy
 
         self.url = url
         self.interval = None if interval is None else float(interval)
@@ -88,7 +88,7 @@ class RevocationList:
     # ----------------------------------------------------------------- fetching
 
     def _begin(self) -> Tuple[int, Any]:
-        from .transport import Request
+        from ..transport import Request
 
         with self._lock:
             self._issued += 1
@@ -100,7 +100,7 @@ class RevocationList:
         return ticket, Request("GET", self.url, headers=headers, timeout=self.timeout)
 
     def _apply(self, ticket: int, response: Any) -> bool:
-        from ._http import parse_json
+        from .._http._send import parse_json
 
         new: Optional[FrozenSet[str]] = None
         if response.status != 304:
@@ -150,7 +150,7 @@ class RevocationList:
 
     def refresh(self) -> bool:
         """Fetch now; True when the set changed. Raises OculusError on failure (the list is kept)."""
-        from ._http import send
+        from .._http._send import send
 
         ticket, request = self._begin()
         try:
@@ -168,7 +168,7 @@ class RevocationList:
 
     async def arefresh(self) -> bool:
         """``refresh`` for coroutines (native async transports are awaited, others run in a thread)."""
-        from ._http import asend
+        from .._http._send import asend
 
         ticket, request = self._begin()
         try:
