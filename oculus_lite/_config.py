@@ -6,8 +6,8 @@ import re
 from typing import Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
+from ._http._hosts import is_loopback_host
 from .exceptions import ConfigurationError, ValidationError
-from .transport import is_loopback_host
 
 __all__ = [
     "DEFAULT_BASE_URL",

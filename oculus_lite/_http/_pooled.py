@@ -33,17 +33,12 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from ..exceptions import ConfigurationError, NetworkError
-from ..transport import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    Request,
-    Response,
-    VerifyTypes,
-    _context_for,
-    _make_headers,
-    is_loopback_host,
-    map_transport_error,
-    read_body,
-)
+from ._body import read_body
+from ._errors import map_transport_error
+from ._hosts import is_loopback_host
+from ._models import Request, Response, make_headers
+from ._tls import VerifyTypes, ssl_context_for
+from ._urllib import DEFAULT_MAX_RESPONSE_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     import ssl
@@ -114,7 +109,7 @@ class PooledTransport:
         if not isinstance(max_idle_per_origin, int) or max_idle_per_origin < 0:
             raise ConfigurationError("max_idle_per_origin must be an int >= 0")
         if not isinstance(verify, (bool, str)):
-            _context_for(verify)  # type check now, not on the first request
+            ssl_context_for(verify)  # type check now, not on the first request
         self._verify = verify
         self._max = max_response_bytes
         self._trust_env = trust_env
@@ -183,7 +178,7 @@ class PooledTransport:
     def _context(self) -> "ssl.SSLContext":
         ctx = self._ctx
         if ctx is None:
-            ctx = self._ctx = _context_for(self._verify)
+            ctx = self._ctx = ssl_context_for(self._verify)
         return ctx
 
     def _new_connection(self, key: _Key, timeout: float) -> http.client.HTTPConnection:
@@ -285,7 +280,7 @@ class PooledTransport:
             data = read_body(resp, self._max, request, deadline)
             if resp.length:  # read(amt) returns a short body silently when the peer closes
                 raise http.client.IncompleteRead(data, resp.length)
-            result = Response(resp.status, _make_headers(resp.getheaders()), data)
+            result = Response(resp.status, make_headers(resp.getheaders()), data)
         except NetworkError:
             conn.close()
             raise

@@ -30,7 +30,7 @@ from ..exceptions import (
     ServerError,
     ValidationError,
 )
-from ..transport import Request, Response
+from ._models import Request, Response
 
 __all__ = [
     "RetryPolicy",

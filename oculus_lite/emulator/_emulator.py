@@ -100,7 +100,7 @@ class Emulator:
         key_grace: Optional[float] = None,
         error_style: Optional[str] = None,
     ) -> None:
-        from ..transport import is_loopback_host
+        from .._http._hosts import is_loopback_host
 
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from .._config import check_text, from_env, validate_base_url
 from .._http import _send as _http
+from .._http._models import Request
+from .._http._registry import resolve_transport
 from .._version import __version__
 from ..exceptions import (
     ApprovalTimeoutError,
@@ -24,7 +26,6 @@ from ..exceptions import (
     OculusError,
     RateLimitError,
 )
-from ..transport import Request, resolve_transport
 from ._models import (
     Permission,
     PermissionStatus,

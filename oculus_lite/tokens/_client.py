@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Hashable, List, Optional
 
 from .._config import DEFAULT_BASE_URL, check_text, from_env, validate_base_url
 from .._http import _send as _http
+from .._http._registry import resolve_transport
 from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
@@ -28,7 +29,6 @@ from ..exceptions import (
     TokenRevokedException,
     ValidationError,
 )
-from ..transport import resolve_transport
 from ._cache import CacheKey, Entry, TokenCache
 from ._models import Token
 from ._oauth import TokenEndpoint, normalise_scope
@@ -142,7 +142,7 @@ class Client:
             task_id=task_id,
         )
         if transport is None and verify is not True:
-            from ..transport import UrllibTransport
+            from .._http._urllib import UrllibTransport
 
             transport = UrllibTransport(verify=verify)
         self._transport = resolve_transport(transport)

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 
 from .._config import check_text
 from .._http import _send as _http
+from .._http._models import Request, Response
 from ..exceptions import OculusAPIError, ValidationError
-from ..transport import Request, Response
 from ._cache import CacheKey, Entry, timing
 
 __all__ = ["DEFAULT_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope"]

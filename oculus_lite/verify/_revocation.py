@@ -88,7 +88,7 @@ class RevocationList:
     # ----------------------------------------------------------------- fetching
 
     def _begin(self) -> Tuple[int, Any]:
-        from ..transport import Request
+        from .._http._models import Request
 
         with self._lock:
             self._issued += 1

@@ -23,7 +23,7 @@ from ._claims import as_seconds, check_claims, check_header, is_number
 from ._keys import SUPPORTED_ALGORITHMS, KeySet, SingleFlight, parse_max_age
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..transport import Request
+    from .._http._models import Request
     from ._revocation import RevocationList
 
 __all__ = ["JwksVerifier"]
@@ -132,8 +132,8 @@ class JwksVerifier:
                     revocation_url, allow_insecure_http=allow_insecure_http, what="revocation_url"
                 )
 
+        from .._http._registry import resolve_transport
         from .._http._send import RetryPolicy
-        from ..transport import resolve_transport
 
         self._policy = RetryPolicy(retries=max(0, int(retries)))
         self._owns_transport = transport is None or isinstance(transport, str)
@@ -427,7 +427,7 @@ class JwksVerifier:
         return time.monotonic() + self._timeout
 
     def _jwks_request(self) -> "Request":
-        from ..transport import Request
+        from .._http._models import Request
 
         return Request(
             "GET", self._jwks_url, headers=(("Accept", "application/json"),), timeout=self._timeout

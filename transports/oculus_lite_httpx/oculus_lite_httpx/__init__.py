@@ -28,10 +28,10 @@ from oculus_lite.transport import (
     Request,
     Response,
     VerifyTypes,
-    _context_for,
     is_loopback_host,
     map_backend_error,
     read_capped,
+    ssl_context_for,
 )
 
 __all__ = ["HttpxTransport"]
@@ -75,7 +75,7 @@ class HttpxTransport:
         if not isinstance(max_response_bytes, int) or max_response_bytes <= 0:
             raise ConfigurationError("max_response_bytes must be a positive int")
         # httpx deprecates verify=<path>: hand it a context built the core's way
-        self._verify: Union[bool, Any] = verify if isinstance(verify, bool) else _context_for(verify)
+        self._verify: Union[bool, Any] = verify if isinstance(verify, bool) else ssl_context_for(verify)
         self._max = max_response_bytes
         self._trust_env = trust_env
         self._client = client

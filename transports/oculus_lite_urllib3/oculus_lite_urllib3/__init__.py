@@ -28,9 +28,9 @@ from oculus_lite.transport import (
     Request,
     Response,
     VerifyTypes,
-    _context_for,
     map_backend_error,
     read_chunks,
+    ssl_context_for,
 )
 
 __all__ = ["Urllib3Transport"]
@@ -70,12 +70,12 @@ class Urllib3Transport:
         if pool is None:
             tls: Any = {}
             if verify is False:
-                tls = {"cert_reqs": "CERT_NONE", "ssl_context": _context_for(False)}
+                tls = {"cert_reqs": "CERT_NONE", "ssl_context": ssl_context_for(False)}
             elif isinstance(verify, str):
-                _context_for(verify)  # a clear ConfigurationError for a bad path, now
+                ssl_context_for(verify)  # a clear ConfigurationError for a bad path, now
                 tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": verify}
             elif verify is not True:
-                tls = {"cert_reqs": "CERT_REQUIRED", "ssl_context": _context_for(verify)}
+                tls = {"cert_reqs": "CERT_REQUIRED", "ssl_context": ssl_context_for(verify)}
             pool = urllib3.PoolManager(maxsize=maxsize, retries=False, **tls)
         self._pool = pool
         self._max = max_response_bytes
