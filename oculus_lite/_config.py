@@ -1,6 +1,7 @@
 """Configuration: arguments > AGENT_*/ANTI_AI_URL > OCULUS_* environment, and the
 checks that refuse a bad value before anything is sent."""
 
+import math
 import os
 import re
 from typing import Mapping, Optional, Sequence, Tuple
@@ -10,7 +11,13 @@ from ._http._hosts import is_loopback_host
 from .exceptions import ConfigurationError, ValidationError
 
 __all__ = [
+    "BASE_URL_VARS",
+    "CLIENT_ID_VARS",
+    "CLIENT_SECRET_VARS",
+    "CONTROL_CHARACTERS",
     "DEFAULT_BASE_URL",
+    "check_count",
+    "check_seconds",
     "check_text",
     "from_env",
     "validate_base_url",
@@ -18,7 +25,13 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.antiailabs.com"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Where each setting may come from, in order (PROTOCOL.md A: AGENT_* first, then OCULUS_*).
+CLIENT_ID_VARS = ("AGENT_CLIENT_ID", "OCULUS_CLIENT_ID")
+CLIENT_SECRET_VARS = ("AGENT_CLIENT_SECRET", "OCULUS_CLIENT_SECRET")
+BASE_URL_VARS = ("ANTI_AI_URL", "OCULUS_BASE_URL")
+
+#: Control characters, C1 controls and Unicode line separators: never valid in a header value.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def from_env(
@@ -40,7 +53,7 @@ def validate_base_url(url: object, *, allow_insecure_http: bool = False, what: s
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("{} must be a non-empty string like 'https://api.example.com'".format(what))
     url = url.strip()
-    if _CONTROL.search(url) or " " in url:
+    if CONTROL_CHARACTERS.search(url) or " " in url:
         raise ConfigurationError("{} contains whitespace or control characters".format(what))
     try:
         parts = urlsplit(url)
@@ -89,6 +102,27 @@ def check_text(
         raise error("{} must not be empty".format(name))
     if len(value) > max_len:
         raise error("{} is {} characters long; the limit is {}".format(name, len(value), max_len))
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise error("{} contains a control character (CR, LF, tab, NUL...); remove it".format(name))
+    return value
+
+
+def check_seconds(
+    value: object, name: str, *, allow_zero: bool = False, error: type = ConfigurationError
+) -> float:
+    """A finite number of seconds, > 0 (or >= 0 with ``allow_zero``); never a bool, NaN or inf."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error("{} must be a number of seconds, not {}".format(name, type(value).__name__))
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise error("{} must be a finite number of seconds, not {!r}".format(name, value))
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise error("{} must be {} 0 seconds, not {!r}".format(name, ">=" if allow_zero else ">", value))
+    return seconds
+
+
+def check_count(value: object, name: str, *, minimum: int = 0, error: type = ConfigurationError) -> int:
+    """An int >= ``minimum`` (never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise error("{} must be an int >= {}, not {!r}".format(name, minimum, value))
     return value

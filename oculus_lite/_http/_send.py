@@ -1,21 +1,22 @@
-"""The one place that sends requests: retries, backoff, Retry-After, deadlines, and
-turning HTTP error responses into typed exceptions. Used by every client.
+"""The one place that sends requests: retries, backoff, Retry-After, deadlines, and turning
+HTTP error responses into typed exceptions. Every client's flows ``yield from send_plan(...)``.
 
-``send``/``asend`` return a response whose status is 2xx or 304 and raise the
-mapped ``OculusError`` for everything else. Retried: transport failures marked
-retryable, 5xx, and 429 (waiting ``Retry-After`` when the deadline allows).
-Never retried: other 4xx, TLS failures, oversized bodies, redirects.
+``send_plan`` returns a response whose status is 2xx or 304 and raises the mapped
+``OculusError`` for everything else. Retried: transport failures marked retryable, 5xx and
+429, waiting ``Retry-After`` when the server sends one and the deadline allows. Never
+retried: other 4xx, TLS failures, oversized bodies, redirects.
 """
 
-import functools
+import dataclasses
 import json
 import logging
 import random
-import re
 import time
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from .._config import CONTROL_CHARACTERS
+from .._engine._clock import Clock
+from .._engine._plan import Sleep
 from ..exceptions import (
     AuthenticationError,
     ConflictError,
@@ -32,14 +33,16 @@ from ..exceptions import (
 )
 from ._models import Request, Response
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .._engine._plan import Plan
+
 __all__ = [
     "RetryPolicy",
-    "asend",
     "error_from_response",
     "parse_json",
     "parse_retry_after",
     "scrub",
-    "send",
+    "send_plan",
 ]
 
 log = logging.getLogger("oculus_lite.http")
@@ -47,10 +50,9 @@ log = logging.getLogger("oculus_lite.http")
 logging.getLogger("oculus_lite").addHandler(logging.NullHandler())
 
 _MAX_MESSAGE = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     """How many times and how patiently to retry one logical call."""
 
@@ -130,7 +132,7 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 def _clean(text: Any) -> Optional[str]:
     if text is None:
         return None
-    clean = _CONTROL.sub(" ", str(text)).strip()
+    clean = CONTROL_CHARACTERS.sub(" ", str(text)).strip()
     return clean[:_MAX_MESSAGE] + ("..." if len(clean) > _MAX_MESSAGE else "")
 
 
@@ -183,10 +185,12 @@ def error_from_response(
     """The typed error for a response that is not 2xx/304. Secrets we sent are scrubbed."""
     status = response.status
     if 300 <= status < 400:
+        location = _clean(response.header("location"))
         return InvalidResponseError(
             "{}: the server answered {} (a redirect), which is never followed so credentials "
             "cannot travel elsewhere; point base_url at the final address".format(what, status),
             status_code=status,
+            details={"location": location} if location else None,
         )
     code, message, details = _error_fields(response)
     code = scrub(code, secrets) if code else code
@@ -212,7 +216,41 @@ def error_from_response(
     return OculusAPIError(text, **kwargs)
 
 
-def _log_attempt(request: Request, attempt: int, outcome: str, started: float) -> None:
+def send_plan(
+    request: Request,
+    *,
+    policy: RetryPolicy,
+    deadline: float,
+    clock: Clock,
+    what: str = "request",
+    secrets: Sequence[str] = (),
+    hints: Optional[Mapping[int, str]] = None,
+) -> "Plan[Response]":
+    """Send ``request`` with retries until ``deadline`` (an instant on ``clock.monotonic``)."""
+    attempts = _Attempts(request, policy, deadline, clock, what, secrets, hints)
+    while True:
+        current = attempts.next_request()
+        started = clock.monotonic()
+        try:
+            response = yield current
+        except NetworkError as exc:
+            _log_attempt(current, attempts.attempt, type(exc).__name__, clock.monotonic() - started)
+            delay = attempts.on_error(exc)
+        else:
+            if not isinstance(response, Response):
+                raise InvalidResponseError(
+                    "{}: the transport returned {} instead of a Response".format(
+                        what, type(response).__name__
+                    )
+                )
+            _log_attempt(current, attempts.attempt, str(response.status), clock.monotonic() - started)
+            done, delay = attempts.on_response(response)
+            if done is not None:
+                return done
+        yield Sleep(delay)
+
+
+def _log_attempt(request: Request, attempt: int, outcome: str, took: float) -> None:
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "%s %s -> %s (attempt %d, %.1f ms)",
@@ -220,33 +258,26 @@ def _log_attempt(request: Request, attempt: int, outcome: str, started: float) -
             request.url.split("?", 1)[0],
             outcome,
             attempt,
-            (time.monotonic() - started) * 1000.0,
+            took * 1000.0,
         )
 
 
+@dataclasses.dataclass
 class _Attempts:
-    """The retry decisions shared by the sync and async loops (no I/O here)."""
+    """The retry decisions of one call (no I/O here)."""
 
-    def __init__(
-        self,
-        request: Request,
-        policy: RetryPolicy,
-        deadline: float,
-        what: str,
-        secrets: Sequence[str],
-        hints: Optional[Mapping[int, str]],
-    ) -> None:
-        self.request = request
-        self.policy = policy
-        self.deadline = deadline
-        self.what = what
-        self.secrets = secrets
-        self.hints = hints
-        self.attempt = 0
+    request: Request
+    policy: RetryPolicy
+    deadline: float
+    clock: Clock
+    what: str
+    secrets: Sequence[str]
+    hints: Optional[Mapping[int, str]]
+    attempt: int = 0
 
     def next_request(self) -> Request:
         self.attempt += 1
-        remaining = self.deadline - time.monotonic()
+        remaining = self.deadline - self.clock.monotonic()
         if remaining <= 0:
             raise NetworkTimeoutError(
                 "{}: no time left within the timeout (after {} attempt(s))".format(
@@ -254,16 +285,19 @@ class _Attempts:
                 )
             )
         r = self.request
-        return Request(r.method, r.url, r.headers, r.body, min(r.timeout, remaining))
+        if r.timeout <= remaining:
+            return r
+        return dataclasses.replace(r, timeout=remaining)
 
-    def on_response(self, response: Response) -> Tuple[Optional[Response], Optional[float]]:
-        """(response to return, None) or (None, delay before retrying); raises when giving up."""
+    def on_response(self, response: Response) -> Tuple[Optional[Response], float]:
+        """(response to return, 0) or (None, delay before retrying); raises when giving up."""
         if 200 <= response.status < 300 or response.status == 304:
-            return response, None
+            return response, 0.0
         error = error_from_response(response, what=self.what, secrets=self.secrets, hints=self.hints)
         if not error.retryable:
             raise error
-        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        # Retry-After is honoured on every retryable status (429 and 5xx alike).
+        retry_after = parse_retry_after(response.header("retry-after"))
         if retry_after is not None and retry_after > self.policy.max_retry_after:
             raise error
         return None, self._delay_or_raise(error, retry_after)
@@ -277,80 +311,6 @@ class _Attempts:
         if self.attempt > self.policy.retries:
             raise error
         delay = retry_after if retry_after is not None else self.policy.delay(self.attempt)
-        if time.monotonic() + delay >= self.deadline:
+        if self.clock.monotonic() + delay >= self.deadline:
             raise error
         return delay
-
-
-def send(
-    transport: Any,
-    request: Request,
-    *,
-    policy: RetryPolicy,
-    deadline: float,
-    what: str = "request",
-    secrets: Sequence[str] = (),
-    hints: Optional[Mapping[int, str]] = None,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> Response:
-    """Send with retries; ``deadline`` is a ``time.monotonic()`` instant for the whole call."""
-    attempts = _Attempts(request, policy, deadline, what, secrets, hints)
-    while True:
-        current = attempts.next_request()
-        started = time.monotonic()
-        try:
-            response = transport.request(current)
-        except NetworkError as exc:
-            _log_attempt(current, attempts.attempt, type(exc).__name__, started)
-            delay = attempts.on_error(exc)
-        else:
-            if not isinstance(response, Response):
-                raise InvalidResponseError(
-                    "{}: the transport returned {} instead of a Response".format(
-                        what, type(response).__name__
-                    )
-                )
-            _log_attempt(current, attempts.attempt, str(response.status), started)
-            done, delay_or_none = attempts.on_response(response)
-            if done is not None:
-                return done
-            assert delay_or_none is not None
-            delay = delay_or_none
-        sleep(delay)
-
-
-async def asend(
-    transport: Any,
-    request: Request,
-    *,
-    policy: RetryPolicy,
-    deadline: float,
-    what: str = "request",
-    secrets: Sequence[str] = (),
-    hints: Optional[Mapping[int, str]] = None,
-) -> Response:
-    """``send`` for coroutines: native ``arequest`` when the transport has one, else a worker thread."""
-    import asyncio
-
-    native: Optional[Callable[[Request], Awaitable[Response]]] = getattr(transport, "arequest", None)
-    loop = asyncio.get_running_loop()
-    attempts = _Attempts(request, policy, deadline, what, secrets, hints)
-    while True:
-        current = attempts.next_request()
-        started = time.monotonic()
-        try:
-            if native is not None:
-                response = await native(current)
-            else:
-                response = await loop.run_in_executor(None, functools.partial(transport.request, current))
-        except NetworkError as exc:
-            _log_attempt(current, attempts.attempt, type(exc).__name__, started)
-            delay = attempts.on_error(exc)
-        else:
-            _log_attempt(current, attempts.attempt, str(response.status), started)
-            done, delay_or_none = attempts.on_response(response)
-            if done is not None:
-                return done
-            assert delay_or_none is not None
-            delay = delay_or_none
-        await asyncio.sleep(delay)

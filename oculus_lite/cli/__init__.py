@@ -9,28 +9,10 @@ import argparse
 import sys
 from typing import Callable, List, Optional, Sequence, TextIO
 
-from ..exceptions import (
-    ConfigurationError,
-    NetworkError,
-    OculusAuthError,
-    OculusError,
-    ValidationError,
-)
+from ..exceptions import OculusError
+from ._exit import EXIT_OK, EXIT_USAGE, exit_code_for
 
 __all__ = ["exit_code_for", "main"]
-
-EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_AUTH, EXIT_NETWORK, EXIT_INVALID = 0, 1, 2, 3, 4, 5
-
-
-def exit_code_for(exc: OculusError) -> int:
-    """The documented exit code for an error."""
-    if isinstance(exc, OculusAuthError):
-        return EXIT_AUTH
-    if isinstance(exc, NetworkError):
-        return EXIT_NETWORK
-    if isinstance(exc, (ConfigurationError, ValidationError)) and exc.status_code is None:
-        return EXIT_USAGE
-    return EXIT_OTHER
 
 
 def _cmd_token(args: argparse.Namespace) -> int:

@@ -20,24 +20,35 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from .._config import DEFAULT_BASE_URL, from_env, validate_base_url
-from .._http import _send as _http
+from .._config import (
+    BASE_URL_VARS,
+    CLIENT_ID_VARS,
+    CLIENT_SECRET_VARS,
+    CONTROL_CHARACTERS,
+    DEFAULT_BASE_URL,
+    from_env,
+    validate_base_url,
+)
+from .._engine._clock import SYSTEM_CLOCK
+from .._engine._plan import run
+from .._http._hosts import is_loopback_host
+from .._http._models import Request, Response
+from .._http._send import RetryPolicy, parse_json, scrub, send_plan
 from ..exceptions import (
     AuthenticationError,
     ConfigurationError,
     ForbiddenError,
     NetworkError,
     NotFoundError,
-    OculusAuthError,
+    OculusAPIError,
     OculusError,
     TLSError,
     ValidationError,
 )
-from ..transport import Request, Response, is_loopback_host
+from ._exit import EXIT_AUTH, EXIT_NETWORK, EXIT_OK, EXIT_OTHER, exit_code_for
 
 __all__ = ["register", "run_doctor"]
 
-EXIT_OK, EXIT_OTHER, EXIT_AUTH, EXIT_NETWORK = 0, 1, 3, 4
 
 #: Largest difference between our clock and the server's before we warn (seconds).
 MAX_SKEW = 30.0
@@ -46,11 +57,7 @@ MIN_LIFETIME = 40.0
 #: Scope sent when no --scope is given: its answer (200 or 403) still proves the credentials.
 PROBE_SCOPE = "doctor:probe"
 
-_ID_VARS = ("AGENT_CLIENT_ID", "OCULUS_CLIENT_ID")
-_SECRET_VARS = ("AGENT_CLIENT_SECRET", "OCULUS_CLIENT_SECRET")
-_URL_VARS = ("ANTI_AI_URL", "OCULUS_BASE_URL")
 _SEGMENT = re.compile(r"[a-z0-9*][a-z0-9_.*-]*\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _401_CAUSES = {
     "agent_suspended": (
@@ -108,18 +115,10 @@ class Check:
     exit_code: int = EXIT_OTHER  # used when this check fails (or warns under --strict)
 
 
-def _code_for(exc: OculusError) -> int:
-    if isinstance(exc, OculusAuthError):
-        return EXIT_AUTH
-    if isinstance(exc, NetworkError):
-        return EXIT_NETWORK
-    return EXIT_OTHER
-
-
 def scope_format_problems(scope: str) -> List[str]:
     """What is wrong with the format of each scope in a space-separated list (empty: nothing)."""
     problems = []
-    if _CONTROL.search(scope):
+    if CONTROL_CHARACTERS.search(scope):
         problems.append("it contains control characters (CR, LF, tab, NUL...): remove them")
     for part in scope.split():
         segments = part.split(":")
@@ -149,9 +148,9 @@ class _Doctor:
         self.clock = clock
         self.timeout = timeout
         self.checks: List[Check] = []
-        self.client_id, self.id_source = from_env(None, _ID_VARS, environ)
-        self.secret, self.secret_source = from_env(None, _SECRET_VARS, environ)
-        raw_url, self.url_source = from_env(None, _URL_VARS, environ)
+        self.client_id, self.id_source = from_env(None, CLIENT_ID_VARS, environ)
+        self.secret, self.secret_source = from_env(None, CLIENT_SECRET_VARS, environ)
+        raw_url, self.url_source = from_env(None, BASE_URL_VARS, environ)
         self.raw_url = raw_url or DEFAULT_BASE_URL
         self.base_url: Optional[str] = None
         self.insecure = False
@@ -170,7 +169,9 @@ class _Doctor:
             else "client id NOT SET"
         )
         secret_text = "secret set (from {})".format(self.secret_source) if self.secret else "secret NOT SET"
-        missing = [v for v, ok in ((_ID_VARS, self.client_id), (_SECRET_VARS, self.secret)) if not ok]
+        missing = [
+            v for v, ok in ((CLIENT_ID_VARS, self.client_id), (CLIENT_SECRET_VARS, self.secret)) if not ok
+        ]
         if missing:
             self.add(
                 "credentials",
@@ -192,7 +193,7 @@ class _Doctor:
                 "base URL",
                 "fail",
                 "the value from {} is refused: {}".format(source, exc.message),
-                "set {} to the service's https:// origin, e.g. {}".format(_URL_VARS[0], DEFAULT_BASE_URL),
+                "set {} to the service's https:// origin, e.g. {}".format(BASE_URL_VARS[0], DEFAULT_BASE_URL),
             )
             return False
         self.base_url = url
@@ -216,7 +217,7 @@ class _Doctor:
                     url, source
                 ),
                 "make sure you're not pointing at localhost in production: set {} to {}".format(
-                    _URL_VARS[0], DEFAULT_BASE_URL
+                    BASE_URL_VARS[0], DEFAULT_BASE_URL
                 ),
             )
         else:
@@ -237,24 +238,24 @@ class _Doctor:
 
     # ------------------------------------------------------------------ server checks
 
-    def _request(self, transport: Any, path: str) -> Tuple[Response, float]:
-        """(response, our clock at the moment it was answered); one retry on a network error."""
+    def _get(self, transport: Any, path: str, what: str) -> Tuple[Response, float]:
+        """(2xx response, our clock when it was answered), through the one send-with-retries."""
         assert self.base_url is not None
         request = Request("GET", self.base_url + path, (("Accept", "application/json"),), b"", self.timeout)
-        for attempt in (1, 2):
-            before = self.clock()
-            try:
-                response = transport.request(request)
-            except NetworkError as exc:
-                if attempt == 2 or not exc.retryable:
-                    raise
-                continue
-            return response, (before + self.clock()) / 2.0
-        raise AssertionError("unreachable")  # pragma: no cover
+        before = self.clock()
+        plan = send_plan(
+            request,
+            policy=RetryPolicy(retries=1),
+            deadline=SYSTEM_CLOCK.monotonic() + self.timeout * 2,
+            clock=SYSTEM_CLOCK,
+            what=what,
+        )
+        response = run(plan, transport, SYSTEM_CLOCK.sleep)
+        return response, (before + self.clock()) / 2.0
 
     def reachable(self, transport: Any) -> bool:
         try:
-            response, ours = self._request(transport, "/.well-known/jwks.json")
+            response, ours = self._get(transport, "/.well-known/jwks.json", "fetching the JWKS")
         except NetworkError as exc:
             fix = (
                 "the certificate is not trusted: fix the server's certificate or pass "
@@ -265,27 +266,28 @@ class _Doctor:
             )
             self.add("server reachable", "fail", exc.message, fix, EXIT_NETWORK)
             return False
-        status = response.status
-        detail = "HTTP {} from /.well-known/jwks.json".format(status)
-        if 300 <= status < 400:
-            self.add(
-                "server reachable",
-                "warn",
-                detail
-                + " (a redirect to {!r}); the client never follows redirects".format(
-                    response.header("location") or "?"
-                ),
-                "set the base URL to the final address",
-            )
-        elif status != 200:
-            self.add(
-                "server reachable",
-                "warn",
-                detail + "; token verification elsewhere needs this key set",
-                "check that the base URL is the token service (not a proxy or another API)",
-            )
-        else:
-            self.add("server reachable", "ok", detail)
+        except OculusAPIError as exc:
+            detail = "HTTP {} from /.well-known/jwks.json".format(exc.status_code)
+            if exc.status_code is not None and 300 <= exc.status_code < 400:
+                self.add(
+                    "server reachable",
+                    "warn",
+                    detail
+                    + " (a redirect to {!r}); the client never follows redirects".format(
+                        exc.details.get("location") or "?"
+                    ),
+                    "set the base URL to the final address",
+                )
+            else:
+                self.add(
+                    "server reachable",
+                    "warn",
+                    detail + "; token verification elsewhere needs this key set",
+                    "check that the base URL is the token service (not a proxy or another API)",
+                )
+            self.add("clock skew", "skip", "no usable answer from the server to compare clocks with")
+            return True
+        self.add("server reachable", "ok", "HTTP {} from /.well-known/jwks.json".format(response.status))
         self.skew(response, ours)
         return True
 
@@ -351,7 +353,7 @@ class _Doctor:
         code = exc.code or ""
         if isinstance(exc, AuthenticationError):
             cause, fix = _401_CAUSES.get(code, _401_DEFAULT)
-            fix = fix.format(secret_var=self.secret_source or _SECRET_VARS[0], url=self.base_url)
+            fix = fix.format(secret_var=self.secret_source or CLIENT_SECRET_VARS[0], url=self.base_url)
             self.add("credentials accepted", "fail", "HTTP 401 {}: {}".format(code, cause), fix, EXIT_AUTH)
             return
         if isinstance(exc, ForbiddenError):
@@ -370,12 +372,12 @@ class _Doctor:
         if isinstance(exc, NotFoundError):
             detail = "HTTP 404: there is no token endpoint at {}/oauth/token".format(self.base_url)
             fix = "the base URL is wrong: set {} to the token service's origin, e.g. {}".format(
-                _URL_VARS[0], DEFAULT_BASE_URL
+                BASE_URL_VARS[0], DEFAULT_BASE_URL
             )
             self.add("credentials accepted", "fail", detail, fix, EXIT_OTHER)
             return
         fix = "check the arguments and the server's status, then run doctor again"
-        self.add("credentials accepted", "fail", exc.message, fix, _code_for(exc))
+        self.add("credentials accepted", "fail", exc.message, fix, exit_code_for(exc))
 
     def lifetime(self, info: Any) -> None:
         claims: Any = {}
@@ -401,23 +403,9 @@ class _Doctor:
             self.add("token lifetime", "ok", "tokens live {:.0f} s".format(seconds))
 
     def revocation(self, transport: Any) -> None:
-        assert self.base_url is not None
-        request = Request(
-            "GET",
-            self.base_url + "/oauth/revoked-tokens",
-            (("Accept", "application/json"),),
-            b"",
-            self.timeout,
-        )
         try:
-            response = _http.send(
-                transport,
-                request,
-                policy=_http.RetryPolicy(retries=1),
-                deadline=time.monotonic() + self.timeout,
-                what="revocation list",
-            )
-            data = _http.parse_json(response, "revocation list")
+            response, _ = self._get(transport, "/oauth/revoked-tokens", "revocation list")
+            data = parse_json(response, "revocation list")
             jtis = data.get("revoked_jtis")
             if not isinstance(jtis, list):
                 raise OculusError('revocation list: expected {"revoked_jtis": [...]}')
@@ -428,7 +416,7 @@ class _Doctor:
                 exc.message,
                 "revoked tokens are not noticed while GET /oauth/revoked-tokens fails: allow it "
                 "through proxies and firewalls, or check the server's status",
-                _code_for(exc),
+                exit_code_for(exc),
             )
             return
         self.add("revocation list", "ok", "reachable ({} revoked token id(s))".format(len(jtis)))
@@ -481,9 +469,9 @@ def run_doctor(
         if check.status == "fail" or (strict and check.status == "warn"):
             failing.append(check)
         line = "{:<4}  {}: {}".format(check.status, check.name, check.detail)
-        print(_http.scrub(line, secrets), file=stream)
+        print(scrub(line, secrets), file=stream)
         if check.fix and check.status in ("warn", "fail", "skip"):
-            print(_http.scrub("      fix: " + check.fix, secrets), file=stream)
+            print(scrub("      fix: " + check.fix, secrets), file=stream)
     code = failing[0].exit_code if failing else EXIT_OK
     print(
         "{ok} ok, {warn} warn, {fail} fail, {skip} skipped{strict} -> exit {code}".format(

@@ -11,10 +11,11 @@ import argparse
 import json
 import sys
 import threading
-import time
 from typing import Any, Dict, Optional, TextIO
 
 from .._config import from_env, validate_base_url
+from .._engine._clock import SYSTEM_CLOCK
+from .._engine._plan import run
 from .._http import _send as _http
 from ..exceptions import ApprovalTimeoutError, OculusError
 from ..permissions._models import Permission, check_id
@@ -83,7 +84,7 @@ def _json_object(text: str) -> Dict[str, Any]:
 
 
 def _fail(exc: OculusError) -> int:
-    from . import exit_code_for
+    from ._exit import exit_code_for
 
     print("error: {}".format(exc), file=sys.stderr)
     return exit_code_for(exc)
@@ -177,15 +178,16 @@ def _operator(
         body = json.dumps(payload).encode("utf-8")
     transport = UrllibTransport()
     try:
-        response = _http.send(
-            transport,
+        plan = _http.send_plan(
             Request(method, url + path, tuple(headers), body, 10.0),
             policy=_http.RetryPolicy(retries=1),
-            deadline=time.monotonic() + 30.0,
+            deadline=SYSTEM_CLOCK.monotonic() + 30.0,
+            clock=SYSTEM_CLOCK,
             what=what,
             secrets=(token,) if token else (),
             hints={401: "set AGENT_OTP_ADMIN_TOKEN to the emulator's --admin-token"},
         )
+        response = run(plan, transport, SYSTEM_CLOCK.sleep)
     finally:
         transport.close()
     data = _http.parse_json(response, what)

@@ -1,6 +1,6 @@
-"""The half of the permission clients that does no waiting: configuration, client-side
-pacing, the polling schedule, request building and reply handling. ``permissions``
-adds the sync and async I/O on top, so both twins follow exactly the same rules."""
+"""The permission flow written once: configuration, client-side pacing, the polling
+schedule, request building and reply handling, and each operation as a plan (see
+``oculus_lite._engine``). ``_clients`` adds the two thin shells, blocking and asyncio."""
 
 import collections
 import dataclasses
@@ -8,14 +8,16 @@ import datetime as _dt
 import json
 import logging
 import threading
-import time
-from typing import Any, Deque, Dict, Optional, Tuple, Union
+import uuid
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import quote
 
-from .._config import check_text, from_env, validate_base_url
-from .._http import _send as _http
-from .._http._models import Request
+from .._config import check_count, check_seconds, check_text, from_env, validate_base_url
+from .._engine._clock import SYSTEM_CLOCK, Clock
+from .._engine._plan import Call, Plan, Shield, Sleep
+from .._http._models import AsyncTransport, Request, Transport
 from .._http._registry import resolve_transport
+from .._http._send import RetryPolicy, parse_json, send_plan
 from .._version import __version__
 from ..exceptions import (
     ApprovalTimeoutError,
@@ -27,14 +29,23 @@ from ..exceptions import (
     RateLimitError,
 )
 from ._models import (
+    OnPending,
     Permission,
     PermissionStatus,
+    TokenUsage,
+    TokenVerification,
+    build_request_body,
+    check_id,
     check_number,
+    check_object,
+    check_token,
     parse_permission,
+    parse_usage,
+    parse_verification,
     unwrap_envelope,
 )
 
-__all__ = ["DEFAULT_OTP_URL", "MAX_POLL_INTERVAL"]
+__all__ = ["DEFAULT_OTP_URL", "MAX_POLL_INTERVAL", "PermissionCore"]
 
 log = logging.getLogger("oculus_lite.permissions")
 
@@ -53,9 +64,10 @@ _HINTS = {
 class _Pacer:
     """Client-side sliding window: never more than ``limit`` requests per ``window`` seconds."""
 
-    def __init__(self, limit: int, window: float = 60.0) -> None:
+    def __init__(self, limit: int, clock: Clock, window: float = 60.0) -> None:
         self._limit = limit
         self._window = window
+        self._clock = clock
         self._sent: Deque[float] = collections.deque()
         self._lock = threading.Lock()
 
@@ -63,7 +75,7 @@ class _Pacer:
         """Book a send slot no later than ``until`` (monotonic); the wait before using it,
         or None (nothing booked) when the next free slot is later than that."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             while self._sent and self._sent[0] <= now - self._window:
                 self._sent.popleft()
             at = now
@@ -76,7 +88,7 @@ class _Pacer:
 
     def too_fast(self, what: str) -> RateLimitError:
         with self._lock:
-            wait = self._sent[-self._limit] + self._window - time.monotonic() if self._sent else 0.0
+            wait = self._sent[-self._limit] + self._window - self._clock.monotonic() if self._sent else 0.0
         return RateLimitError(
             "{}: not sent, this client already made {} requests in the last {:g} s (the "
             "service's per-agent limit); retry in {:.1f} s".format(what, self._limit, self._window, wait),
@@ -94,22 +106,26 @@ class _Waiter:
     """The polling schedule (no I/O): back off from ``poll_interval`` up to 10 s, honour
     Retry-After, stop at a final status, at ``expiresAt`` or at the timeout."""
 
-    def __init__(self, permission_id: str, timeout: float, poll_interval: float) -> None:
+    def __init__(
+        self, permission_id: str, timeout: float, poll_interval: float, clock: Clock, log: logging.Logger
+    ) -> None:
         self.permission_id = permission_id
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.clock = clock
+        self.log = log
+        self.deadline = clock.monotonic() + timeout
         self.interval = poll_interval
         self.cap = max(poll_interval, MAX_POLL_INTERVAL)
 
     def request_deadline(self, call_deadline: float) -> float:
         # A poll may not outlive the wait by much (a long Retry-After would overrun it).
-        return min(call_deadline, max(self.deadline, time.monotonic() + 2.0))
+        return min(call_deadline, max(self.deadline, self.clock.monotonic() + 2.0))
 
     def after_error(self, exc: OculusError) -> float:
         """Seconds to sleep after a failed poll the wait survives (raises when it must not)."""
         if not survivable(exc):
             raise exc
-        log.warning(
+        self.log.warning(
             "permission %s: polling failed (%s); still waiting", self.permission_id, type(exc).__name__
         )
         retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
@@ -130,7 +146,7 @@ class _Waiter:
                 return dataclasses.replace(permission, reason=_EXPIRED_REASON)
             if permission.status.is_final:
                 return permission
-            now = _dt.datetime.now(_dt.timezone.utc)
+            now = _dt.datetime.fromtimestamp(self.clock.time(), _dt.timezone.utc)
             if permission.is_expired(now):
                 return dataclasses.replace(
                     permission,
@@ -144,7 +160,7 @@ class _Waiter:
             self.interval = min(self.interval * _BACKOFF, self.cap)
         elif retry_after is not None:
             delay = max(retry_after, 0.0)
-        remaining = self.deadline - time.monotonic()
+        remaining = self.deadline - self.clock.monotonic()
         if remaining <= 0:
             raise ApprovalTimeoutError(
                 "permission {} is still pending after {:g} s; a human may still decide it "
@@ -155,20 +171,23 @@ class _Waiter:
         return min(delay, remaining)
 
 
-class _Base:
-    """Configuration, request building and reply parsing shared by both clients."""
+class PermissionCore:
+    """Everything both permission clients do, written once: configuration, request building,
+    reply parsing, and each operation as a plan. ``PermissionClient`` runs the plans with the
+    blocking driver, ``AsyncPermissionClient`` with the asyncio one."""
 
     def __init__(
         self,
-        api_key: Optional[str],
-        base_url: Optional[str],
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
         *,
-        timeout: float,
-        retries: int,
-        debug: bool,
-        transport: Any,
-        allow_insecure_http: bool,
-        max_requests_per_minute: int,
+        timeout: float = 30.0,
+        retries: int = 3,
+        debug: bool = False,
+        transport: Union[Transport, AsyncTransport, str, None] = None,
+        allow_insecure_http: bool = False,
+        max_requests_per_minute: int = 60,
+        clock: Optional[Clock] = None,
     ) -> None:
         key, _ = from_env(api_key, ("AGENT_OTP_API_KEY",))
         if key is None:
@@ -186,23 +205,20 @@ class _Base:
         if url.endswith("/api/v1"):  # tolerate the API root; the base URL is the origin
             url = url[: -len("/api/v1")]
         self._base_url = url
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ConfigurationError("timeout must be a positive number of seconds")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError("retries must be an int >= 0")
-        if (
-            isinstance(max_requests_per_minute, bool)
-            or not isinstance(max_requests_per_minute, int)
-            or max_requests_per_minute < 1
-        ):
-            raise ConfigurationError("max_requests_per_minute must be an int >= 1")
-        self._timeout = float(timeout)
-        self._policy = _http.RetryPolicy(retries=retries)
-        self._transport = resolve_transport(transport)
-        self._pacer = _Pacer(max_requests_per_minute)
+        self._timeout = check_seconds(timeout, "timeout")
+        self._policy = RetryPolicy(retries=check_count(retries, "retries"))
+        self._clock = clock if clock is not None else SYSTEM_CLOCK
+        self._transport: Any = resolve_transport(transport)
+        self._pacer = _Pacer(
+            check_count(max_requests_per_minute, "max_requests_per_minute", minimum=1), self._clock
+        )
         self._closed = threading.Event()
+        # debug=True turns on DEBUG records of this client only: its own logger object (not
+        # registered, so nothing global changes) whose records propagate like the module's.
+        self._log = log
         if debug:
-            log.setLevel(logging.DEBUG)
+            self._log = logging.Logger(log.name, logging.DEBUG)
+            self._log.parent = log
 
     @property
     def base_url(self) -> str:
@@ -221,37 +237,173 @@ class _Base:
         if self._closed.is_set():
             raise ClientClosedError("{} is closed; create a new client".format(type(self).__name__))
 
-    def _build(self, method: str, path: str, payload: Optional[Dict[str, Any]]) -> Request:
+    def _sleep(self, seconds: float) -> None:
+        if self._clock.sleep(seconds, self._closed):
+            raise ClientClosedError("the client was closed while waiting")
+
+    def _shutdown(self) -> bool:
+        """Mark closed (waits end at once); False when it already was."""
+        if self._closed.is_set():
+            return False
+        self._closed.set()
+        return True
+
+    # ------------------------------------------------------------------ requests
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        payload: Optional[Dict[str, Any]],
+        extra: Tuple[Tuple[str, str], ...] = (),
+    ) -> Request:
         headers = [
             ("Authorization", "Bearer " + self._api_key),
             ("Accept", "application/json"),
             ("User-Agent", "oculus-lite/" + __version__),
         ]
+        headers.extend(extra)
         body = b""
         if payload is not None:
             headers.append(("Content-Type", "application/json"))
             body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        return Request(
-            method,
-            self._base_url + "/api/v1" + path,
-            tuple(headers),
-            body,
-            self._timeout,
-        )
+        return Request(method, self._base_url + "/api/v1" + path, tuple(headers), body, self._timeout)
 
     def _call_deadline(self) -> float:
-        return time.monotonic() + self._timeout * (self._policy.retries + 1) + 5.0
+        return self._clock.monotonic() + self._timeout * (self._policy.retries + 1) + 5.0
 
     @staticmethod
     def _path(permission_id: str, suffix: str = "") -> str:
         return "/permissions/" + quote(permission_id, safe="") + suffix
 
-    @staticmethod
-    def _data(response: Any, what: str) -> Dict[str, Any]:
-        return unwrap_envelope(_http.parse_json(response, what), what)
+    def _send_plan(
+        self,
+        method: str,
+        path: str,
+        payload: Optional[Dict[str, Any]],
+        what: str,
+        secrets: Tuple[str, ...] = (),
+        deadline: Optional[float] = None,
+        extra: Tuple[Tuple[str, str], ...] = (),
+    ) -> Plan[Dict[str, Any]]:
+        """One API call: client-side pacing, send with retries, unwrap the envelope."""
+        self._check_open()
+        deadline = deadline if deadline is not None else self._call_deadline()
+        delay = self._pacer.reserve(deadline)
+        if delay is None:
+            raise self._pacer.too_fast(what)
+        if delay > 0:
+            yield Sleep(delay)
+            self._check_open()
+        response = yield from send_plan(
+            self._build(method, path, payload, extra),
+            policy=self._policy,
+            deadline=deadline,
+            clock=self._clock,
+            what=what,
+            secrets=(self._api_key,) + secrets,
+            hints=_HINTS,
+        )
+        return unwrap_envelope(parse_json(response, what), what)
 
-    @staticmethod
-    def _requested(data: Dict[str, Any], body: Dict[str, Any], what: str) -> Permission:
+    # ------------------------------------------------------------------ operations
+
+    def _request_plan(
+        self,
+        action: str,
+        scope: Optional[Mapping[str, Any]],
+        resource: Optional[str],
+        context: Optional[Mapping[str, Any]],
+        ttl: int,
+        wait_for_approval: bool,
+        timeout: float,
+        poll_interval: float,
+        on_pending: Optional[OnPending],
+    ) -> Plan[Permission]:
+        body = build_request_body(action, scope, resource, context, ttl)
+        if wait_for_approval:
+            timeout, poll_interval = _check_wait(timeout, poll_interval)
+        what = "permission request"
+        # One key per logical request, the same on every retry: a resent creation returns the
+        # first request instead of creating a second one.
+        idempotency = (("Idempotency-Key", uuid.uuid4().hex),)
+        data = yield from self._send_plan("POST", "/permissions/request", body, what, extra=idempotency)
+        permission = self._requested(data, body, what)
+        if permission.status is PermissionStatus.PENDING:
+            if on_pending is not None:
+                yield Call(on_pending, permission)
+            if wait_for_approval:
+                return (yield from self._wait_plan(permission, timeout, poll_interval))
+        return permission
+
+    def _get_plan(
+        self, pid: str, deadline: Optional[float], base: Optional[Permission] = None
+    ) -> Plan[Permission]:
+        what = "permission status"
+        data = yield from self._send_plan("GET", self._path(pid), None, what, deadline=deadline)
+        permission = parse_permission(data, what, base)
+        if permission.token:
+            self._log.debug("permission %s: token received", pid)
+        return permission
+
+    def _wait_plan(self, base: Permission, timeout: float, poll_interval: float) -> Plan[Permission]:
+        waiter = _Waiter(base.id, timeout, poll_interval, self._clock, self._log)
+        self._log.debug("permission %s: waiting up to %g s for a decision", base.id, timeout)
+        while True:
+            try:
+                current = yield from self._get_plan(
+                    base.id, waiter.request_deadline(self._call_deadline()), base
+                )
+            except OculusError as exc:
+                yield Sleep(waiter.after_error(exc))
+                self._check_open()
+                continue
+            step = waiter.next_step(current, None)
+            if isinstance(step, Permission):
+                self._log.debug("permission %s: %s", base.id, step.status.value)
+                return step
+            yield Sleep(step)
+            self._check_open()
+
+    def _verify_plan(self, permission_id: str, token: str) -> Plan[TokenVerification]:
+        pid, tok = check_id(permission_id), check_token(token)
+        what = "token verification"
+        data = yield from self._send_plan("POST", self._path(pid, "/verify"), {"token": tok}, what, (tok,))
+        return parse_verification(data, what)
+
+    def _use_plan(
+        self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]]
+    ) -> Plan[TokenUsage]:
+        pid, tok = check_id(permission_id), check_token(token)
+        payload: Dict[str, Any] = {"token": tok}
+        if action_details is not None:
+            payload["actionDetails"] = check_object(action_details, "action_details")
+        what = "token use"
+        data = yield from self._send_plan("POST", self._path(pid, "/use"), payload, what, (tok,))
+        usage = parse_usage(data, what)
+        self._log.debug("permission %s: use %s", pid, "accepted" if usage.success else "refused")
+        return usage
+
+    def _execute_plan(self, operation: Callable[..., Any], request: Dict[str, Any]) -> Plan[Any]:
+        """Request and wait, run ``operation(token, scope)``, then mark the token used even when
+        the operation failed (that marking is shielded from the caller's cancellation)."""
+        request.pop("wait_for_approval", None)
+        permission = yield from self._request_plan(**_request_arguments(request, wait_for_approval=True))
+        token, scope = _final_for_execute(permission)
+        try:
+            result = yield Call(operation, token, scope)
+        except BaseException:
+            try:
+                yield Shield(self._use_plan(permission.id, token, None))
+            except Exception as exc:  # the operation's failure is the one to report
+                self._log.warning(
+                    "permission %s: marking the token used failed: %s", permission.id, type(exc).__name__
+                )
+            raise
+        yield from self._use_plan(permission.id, token, None)
+        return result
+
+    def _requested(self, data: Dict[str, Any], body: Dict[str, Any], what: str) -> Permission:
         """The Permission a request created; fields the reply omits come from what we sent."""
         permission = parse_permission(data, what)
         permission = dataclasses.replace(
@@ -261,13 +413,34 @@ class _Base:
             scope=permission.scope or dict(body["scope"]),
             context=permission.context or dict(body["context"]),
         )
-        log.debug(
-            "permission %s for action %r: %s",
-            permission.id,
-            permission.action,
-            permission.status.value,
+        self._log.debug(
+            "permission %s for action %r: %s", permission.id, permission.action, permission.status.value
         )
         return permission
+
+
+_REQUEST_DEFAULTS: Dict[str, Any] = {
+    "scope": None,
+    "resource": None,
+    "context": None,
+    "ttl": 300,
+    "timeout": 60.0,
+    "poll_interval": 2.0,
+    "on_pending": None,
+}
+
+
+def _request_arguments(request: Dict[str, Any], *, wait_for_approval: bool) -> Dict[str, Any]:
+    """``request_permission``'s keyword arguments, as ``execute_with_permission`` passes them."""
+    unknown = sorted(set(request) - set(_REQUEST_DEFAULTS) - {"action"})
+    if unknown:
+        raise TypeError("unexpected argument(s) for request_permission: {}".format(", ".join(unknown)))
+    if "action" not in request:
+        raise TypeError("request_permission() missing required argument: 'action'")
+    arguments = dict(_REQUEST_DEFAULTS)
+    arguments.update(request)
+    arguments["wait_for_approval"] = wait_for_approval
+    return arguments
 
 
 def _check_wait(timeout: object, poll_interval: object) -> Tuple[float, float]:

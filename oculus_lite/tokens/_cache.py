@@ -3,13 +3,14 @@
 How it works
 ------------
 Entries are immutable; a refresh replaces the entry object. Two dicts point at
-them: ``entries`` (canonical key -> entry, in LRU order) and ``fast`` (every raw
-form a caller has used -> entry). ``Client.get_token`` reads ``fast`` without a
-lock; every write happens in the client under its lock.
+them: ``lru`` (canonical key -> entry, in LRU order) and ``by_spelling`` (every
+spelling of a key a caller has used -> entry). ``Client.get_token`` reads
+``by_spelling`` without a lock (the hit path); every write happens in the client
+under its lock.
 
-Timing, all on ``time.monotonic()`` from the moment the request was sent:
+Timing, on the client's monotonic clock from the moment the request was sent:
 
-    sent ............ refresh_at ........ block_at ...... expires
+    sent ............ refresh_at ........ margin_at ..... expires
           FRESH           STALE             MARGIN          EXPIRED
     FRESH   hand out, nothing else.
     STALE   hand out, and refresh in the background (refresh ahead).
@@ -21,10 +22,11 @@ short-lived tokens so an 8 s token is still reused for 6 s; the refresh-ahead
 window before it is a quarter of the lifetime, at most 60 s.
 """
 
+import enum
 from collections import OrderedDict
 from typing import Any, Dict, Hashable, List, Optional, Tuple, Union
 
-__all__ = ["CacheKey", "Entry", "TokenCache", "timing"]
+__all__ = ["CacheKey", "Entry", "EntryState", "TokenCache", "timing"]
 
 #: The normalised scope string, or (normalised scope, audience) when an audience is set.
 CacheKey = Union[str, Tuple[str, str]]
@@ -33,14 +35,23 @@ _MAX_ALIASES = 8
 _NEVER = float("-inf")
 
 
+class EntryState(enum.Enum):
+    """Where an entry is in its life (see the module docstring)."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    MARGIN = "margin"
+    EXPIRED = "expired"
+
+
 def timing(sent_at: float, lifetime: float, margin: float) -> Tuple[float, float, float]:
-    """(refresh_at, block_at, expires) for a token granted ``lifetime`` seconds at ``sent_at``."""
+    """(refresh_at, margin_at, expires) for a token granted ``lifetime`` seconds at ``sent_at``."""
     lifetime = max(0.0, lifetime)
     margin = min(margin, lifetime / 4.0)
     ahead = min(60.0, lifetime / 4.0)
     expires = sent_at + lifetime
-    block_at = expires - margin
-    return block_at - ahead, block_at, expires
+    margin_at = expires - margin
+    return margin_at - ahead, margin_at, expires
 
 
 class Entry:
@@ -50,11 +61,12 @@ class Entry:
         "token",
         "key",
         "refresh_at",
-        "block_at",
+        "margin_at",
         "expires",
         "wall_expires",
         "refresh_token",
         "extra",
+        "revoked_jti",
     )
 
     def __init__(
@@ -62,30 +74,39 @@ class Entry:
         token: str,
         key: CacheKey,
         refresh_at: float,
-        block_at: float,
+        margin_at: float,
         expires: float,
         wall_expires: float,
         refresh_token: Optional[str] = None,
         extra: Optional[Dict[str, Any]] = None,
+        revoked_jti: Optional[str] = None,
     ) -> None:
         self.token = token
         self.key = key
         self.refresh_at = refresh_at
-        self.block_at = block_at
+        self.margin_at = margin_at
         self.expires = expires
         self.wall_expires = wall_expires
         self.refresh_token = refresh_token
         self.extra = extra
+        #: Set on a tombstone: the server revoked this token; the next lookup raises.
+        self.revoked_jti = revoked_jti
+
+    def state(self, now: float) -> EntryState:
+        """The entry's phase at ``now`` (the hit path keeps its own inline FRESH compare)."""
+        if now < self.refresh_at:
+            return EntryState.FRESH
+        if now < self.margin_at:
+            return EntryState.STALE
+        if now < self.expires:
+            return EntryState.MARGIN
+        return EntryState.EXPIRED
 
     def revoked_copy(self, jti: str) -> "Entry":
         """A tombstone: never fresh, so the next lookup takes the slow path and raises."""
-        extra = dict(self.extra or {})
-        extra["revoked_jti"] = jti
-        return Entry(self.token, self.key, _NEVER, _NEVER, self.expires, self.wall_expires, None, extra)
-
-    @property
-    def revoked_jti(self) -> Optional[str]:
-        return None if self.extra is None else self.extra.get("revoked_jti")
+        return Entry(
+            self.token, self.key, _NEVER, _NEVER, self.expires, self.wall_expires, None, self.extra, jti
+        )
 
     def __repr__(self) -> str:
         return "Entry(key={!r}, expires={:.1f})".format(self.key, self.expires)
@@ -96,54 +117,61 @@ class TokenCache:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self.entries: "OrderedDict[CacheKey, Entry]" = OrderedDict()
-        self.fast: Dict[Hashable, Entry] = {}
+        #: canonical key -> entry, least recently used first (the hit path bumps recency here).
+        self.lru: "OrderedDict[CacheKey, Entry]" = OrderedDict()
+        #: every spelling of a key callers have used -> entry (the hit path reads this, lock-free).
+        self.by_spelling: Dict[Hashable, Entry] = {}
         self._aliases: Dict[CacheKey, Tuple[Hashable, ...]] = {}
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.lru)
 
     def get(self, key: CacheKey) -> Optional[Entry]:
-        return self.entries.get(key)
+        return self.lru.get(key)
 
-    def put(self, entry: Entry, now: float) -> List[Entry]:
-        """Insert or replace; returns what was evicted to stay within maxsize."""
+    def entries(self) -> List[Entry]:
+        """A snapshot of the entries (the caller holds the owner's lock)."""
+        return list(self.lru.values())
+
+    def put(self, entry: Entry, now: float) -> None:
+        """Insert or replace; past ``maxsize``, expired entries go first, then the least recent."""
         key = entry.key
-        self.entries[key] = entry
-        self.entries.move_to_end(key)
-        self.fast[key] = entry
+        self.lru[key] = entry
+        self.lru.move_to_end(key)
+        self.by_spelling[key] = entry
         for alias in self._aliases.get(key, ()):
-            self.fast[alias] = entry
-        evicted: List[Entry] = []
-        if len(self.entries) > self.maxsize:
-            for old in [e for e in self.entries.values() if e.expires <= now]:
+            self.by_spelling[alias] = entry
+        if len(self.lru) > self.maxsize:
+            for old in [e for e in self.lru.values() if e.expires <= now]:
                 self.remove(old.key)
-                evicted.append(old)
-            while len(self.entries) > self.maxsize:
-                oldest = next(iter(self.entries.values()))
-                self.remove(oldest.key)
-                evicted.append(oldest)
-        return evicted
+            while len(self.lru) > self.maxsize:
+                self.remove(next(iter(self.lru)))
 
     def alias(self, raw: Hashable, entry: Entry) -> None:
         """Let the lock-free path find ``entry`` under another spelling of its key."""
         if raw == entry.key:
+            self.by_spelling[raw] = entry
             return
         known = self._aliases.get(entry.key, ())
         if raw in known:
-            self.fast[raw] = entry
+            self.by_spelling[raw] = entry
         elif len(known) < _MAX_ALIASES:
             self._aliases[entry.key] = known + (raw,)
-            self.fast[raw] = entry
+            self.by_spelling[raw] = entry
 
     def remove(self, key: CacheKey) -> Optional[Entry]:
-        entry = self.entries.pop(key, None)
-        self.fast.pop(key, None)
+        entry = self.lru.pop(key, None)
+        self.by_spelling.pop(key, None)
         for alias in self._aliases.pop(key, ()):
-            self.fast.pop(alias, None)
+            self.by_spelling.pop(alias, None)
         return entry
 
+    def forget_spellings(self) -> None:
+        """Empty the hit path's dict: every next lookup takes the slow path once (after a fork)."""
+        self.by_spelling.clear()
+        self._aliases.clear()
+
     def clear(self) -> None:
-        self.fast.clear()
-        self.entries.clear()
+        self.by_spelling.clear()
+        self.lru.clear()
         self._aliases.clear()

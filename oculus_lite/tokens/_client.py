@@ -5,37 +5,52 @@ revocation list.
     with Client(client_id, client_secret, base_url) as client:
         token = client.get_token(scope="db:read")
 
-Locking: ``self._lock`` guards the cache's writes and the table of in-flight
-fetches. The hit path (``get_token`` finding a FRESH entry) reads one dict and
-takes no lock. A miss either leads a fetch (one ``concurrent.futures.Future`` per
-key, which both threads and coroutines can wait on) or waits for the one in
-flight. Network I/O never happens under the lock.
+The hot path: ``get_token`` reads the cache's ``by_spelling`` dict and compares one
+float, with no lock. Everything past a hit is one flow, ``_entry_plan``, that both
+``get_token`` and ``aget_token`` run (``run`` / ``arun`` from ``_engine``): look the
+key up under ``self._lock``; hand out a usable entry, or lead a fetch (``_fetch_plan``,
+spawned so a caller's cancellation cannot stop it) or join the one in flight. Network
+I/O never happens under the lock. Refresh ahead and revocation polling run on one
+background worker that holds this client weakly.
 """
 
 import logging
 import threading
-import time
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Hashable, List, Optional, Set, Tuple
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Hashable, List, Optional, Tuple, Union
 
-from .._config import DEFAULT_BASE_URL, check_text, from_env, validate_base_url
-from .._http import _send as _http
+from .._config import (
+    BASE_URL_VARS,
+    CLIENT_ID_VARS,
+    CLIENT_SECRET_VARS,
+    DEFAULT_BASE_URL,
+    check_count,
+    check_seconds,
+    check_text,
+    from_env,
+    validate_base_url,
+)
+from .._engine._clock import SYSTEM_CLOCK, Clock
+from .._engine._flight import Abandoned, Flight, SingleFlight
+from .._engine._fork import after_fork_in_child
+from .._engine._plan import Join, Plan, Spawn, arun, run
+from .._engine._worker import Worker
+from .._http._models import AsyncTransport, Transport
 from .._http._registry import resolve_transport
+from .._http._send import RetryPolicy
+from .._http._tls import VerifyTypes
 from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
-    NetworkTimeoutError,
-    OculusAPIError,
     OculusError,
     TokenRevokedException,
     ValidationError,
 )
-from ._cache import CacheKey, Entry, TokenCache
+from ._cache import CacheKey, Entry, EntryState, TokenCache
 from ._models import Token
-from ._oauth import TokenEndpoint, normalise_scope
+from ._oauth import TokenEndpoint, normalise_scope, token_plan
 
 if TYPE_CHECKING:  # pragma: no cover
-    from concurrent.futures import Future
-
     from ..verify._revocation import RevocationList
 
 __all__ = ["Client", "OculusClient"]
@@ -44,6 +59,8 @@ log = logging.getLogger("oculus_lite.client")
 
 _MAX_AUDIENCE_LEN = 2048
 _MEMO_LIMIT = 4096
+#: How much longer than its own timeout a caller waits for a fetch another caller leads.
+_JOIN_SLACK = 5.0
 
 
 class Client:
@@ -53,16 +70,21 @@ class Client:
         client_id, client_secret, base_url: explicit values win; then ``AGENT_CLIENT_ID`` /
             ``AGENT_CLIENT_SECRET`` / ``ANTI_AI_URL``; then ``OCULUS_CLIENT_ID`` /
             ``OCULUS_CLIENT_SECRET`` / ``OCULUS_BASE_URL``; base URL defaults to
-            https://api.antiailabs.com.
+            https://api.antiailabs.com. Missing credentials raise ``ConfigurationError`` at
+            the first call that needs them.
+        task_id: sent with every client-credentials request (``OCULUS_TASK_ID``).
+        fail_closed, scopes: the official SDK's governance settings (see ``startup``).
         transport: ``None`` (urllib), a registered name (``"pooled"``, ``"httpx"``...), or an
-            object with ``request(Request) -> Response`` (and optionally ``arequest``).
+            object meeting ``Transport`` (``request``) and/or ``AsyncTransport`` (``arequest``).
         timeout: seconds for one whole ``get_token`` call, retries included.
         retries: retries of connection errors, timeouts, 5xx and 429.
         cache_size: how many (scope, audience) tokens to keep.
         refresh_margin: stop handing out a token this many seconds before it expires.
         revocation_interval: seconds between revocation-list polls; ``None`` turns it off.
         allow_insecure_http: permit ``http://`` to a non-loopback host.
-        verify: TLS verification for the default transport (True, CA bundle path, SSLContext).
+        verify: TLS verification for a transport built from a name (True, CA bundle path,
+            SSLContext).
+        clock: where time comes from (``oculus_lite.ManualClock`` in tests).
 
     Example::
 
@@ -76,90 +98,73 @@ class Client:
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
         base_url: Optional[str] = None,
+        task_id: Optional[str] = None,
+        fail_closed: bool = True,
+        scopes: Optional[List[str]] = None,
         *,
-        transport: Any = None,
+        transport: Union[Transport, AsyncTransport, str, None] = None,
         timeout: float = 10.0,
         retries: int = 3,
         cache_size: int = 1024,
         refresh_margin: float = 10.0,
         revocation_interval: Optional[float] = 15.0,
         allow_insecure_http: bool = False,
-        verify: Any = True,
-        task_id: Optional[str] = None,
+        verify: VerifyTypes = True,
+        clock: Optional[Clock] = None,
     ) -> None:
-        client_id, id_from = from_env(client_id, ("AGENT_CLIENT_ID", "OCULUS_CLIENT_ID"))
-        client_secret, _ = from_env(client_secret, ("AGENT_CLIENT_SECRET", "OCULUS_CLIENT_SECRET"))
-        base_url, _ = from_env(base_url, ("ANTI_AI_URL", "OCULUS_BASE_URL"))
+        client_id, _ = from_env(client_id, CLIENT_ID_VARS)
+        client_secret, _ = from_env(client_secret, CLIENT_SECRET_VARS)
+        base_url, _ = from_env(base_url, BASE_URL_VARS)
         task_id, _ = from_env(task_id, ("OCULUS_TASK_ID",))
-        missing = [
-            (name, env)
-            for name, value, env in (
-                ("client_id", client_id, "AGENT_CLIENT_ID or OCULUS_CLIENT_ID"),
-                ("client_secret", client_secret, "AGENT_CLIENT_SECRET or OCULUS_CLIENT_SECRET"),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigurationError(
-                "missing {0}: pass {0} to Client(...) or set {1}".format(
-                    " and ".join(name for name, _ in missing), "; ".join(env for _, env in missing)
-                )
-            )
-        assert client_id is not None and client_secret is not None
-        check_text(client_id, "client_id", max_len=512, error=ConfigurationError)
-        check_text(client_secret, "client_secret", max_len=4096, error=ConfigurationError)
-        for name, value, low in (
-            ("timeout", timeout, 0.0),
-            ("refresh_margin", refresh_margin, -0.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-                raise ConfigurationError("{} must be a non-negative number of seconds".format(name))
-        if timeout <= 0:
-            raise ConfigurationError("timeout must be greater than 0 seconds")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError("retries must be an int >= 0")
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
-            raise ConfigurationError("cache_size must be an int >= 1")
-        if revocation_interval is not None and (
-            isinstance(revocation_interval, bool)
-            or not isinstance(revocation_interval, (int, float))
-            or revocation_interval <= 0
-        ):
-            raise ConfigurationError("revocation_interval must be a positive number or None")
+        if client_id is not None:
+            check_text(client_id, "client_id", max_len=512, error=ConfigurationError)
+        if client_secret is not None:
+            check_text(client_secret, "client_secret", max_len=4096, error=ConfigurationError)
+        self._timeout = check_seconds(timeout, "timeout")
+        margin = check_seconds(refresh_margin, "refresh_margin", allow_zero=True)
+        if revocation_interval is not None:
+            revocation_interval = check_seconds(revocation_interval, "revocation_interval")
         self.client_id = client_id
         self.base_url = validate_base_url(
             base_url or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
         )
-        self._credential_source = id_from
-        self._timeout = float(timeout)
-        self._policy = _http.RetryPolicy(retries=retries)
-        self._endpoint = TokenEndpoint(
-            self.base_url,
-            client_id,
-            client_secret,
-            timeout=self._timeout,
-            margin=float(refresh_margin),
-            task_id=task_id,
-        )
+        self.task_id = task_id
+        self.fail_closed = bool(fail_closed)
+        self.scopes = list(scopes) if scopes is not None else None
+        self._clock = clock if clock is not None else SYSTEM_CLOCK
+        self._now = self._clock.monotonic  # the hit path's clock read
+        self._policy = RetryPolicy(retries=check_count(retries, "retries"))
+        self._endpoint: Optional[TokenEndpoint] = None
+        self._missing = [
+            (name, env)
+            for name, value, env in (
+                ("client_id", client_id, " or ".join(CLIENT_ID_VARS)),
+                ("client_secret", client_secret, " or ".join(CLIENT_SECRET_VARS)),
+            )
+            if not value
+        ]
+        if client_id and client_secret:
+            self._endpoint = TokenEndpoint(
+                self.base_url, client_id, client_secret, timeout=self._timeout, margin=margin, task_id=task_id
+            )
         if transport is None and verify is not True:
             from .._http._urllib import UrllibTransport
 
             transport = UrllibTransport(verify=verify)
-        self._transport = resolve_transport(transport)
-        self._cache = TokenCache(cache_size)
-        self._fast = self._cache.fast  # the lock-free hit path reads this dict...
-        self._lru = self._cache.entries  # ...and bumps recency here
-        self._tasks: Set[Any] = set()  # strong references to fetch tasks on async transports
+        self._transport: Any = resolve_transport(transport)
+        self._cache = TokenCache(check_count(cache_size, "cache_size", minimum=1))
+        self._hits = self._cache.by_spelling  # the lock-free hit path reads this dict...
+        self._lru = self._cache.lru  # ...and bumps recency here
         self._lock = threading.Lock()
-        self._flights: Dict[CacheKey, "Future[Entry]"] = {}
+        self._flights: SingleFlight[CacheKey, Entry] = SingleFlight()
         self._backoff: Dict[CacheKey, Tuple[float, int]] = {}
         self._memo: Dict[str, str] = {}
-        self._closed = False
+        self._closing = threading.Event()
         self._revocation_interval = revocation_interval
         self._revocation: Optional["RevocationList"] = None
-        self._refresher: Optional[threading.Thread] = None
         self._refresh_queue: List[CacheKey] = []
-        self._refresh_wakeup = threading.Condition(self._lock)
+        self._worker = Worker(self, "oculus-lite-worker[{}]".format(client_id), self._clock)
+        after_fork_in_child(self, Client._after_fork)
 
     def __repr__(self) -> str:
         return "Client(client_id={!r}, base_url={!r}, cached={})".format(
@@ -178,59 +183,52 @@ class Client:
             NetworkError, OculusAPIError: the service could not be reached or failed.
         """
         try:
-            entry = self._fast.get(scope if audience is None else (scope, audience))
+            entry = self._hits.get(scope if audience is None else (scope, audience))
         except TypeError:  # unhashable argument: let validation explain
             entry = None
-        if entry is not None and time.monotonic() < entry.refresh_at:
+        if entry is not None and self._now() < entry.refresh_at:
             try:
                 self._lru.move_to_end(entry.key)
             except KeyError:  # evicted by another thread just now
                 pass
             return entry.token
-        return self._get_entry(scope, audience).token
+        return run(self._entry_plan(scope, audience), self._transport, self._sleep).token
 
     async def aget_token(self, scope: str, audience: Optional[str] = None) -> str:
         """``get_token`` for coroutines: a hit returns at once; a miss never blocks the loop."""
         try:
-            entry = self._fast.get(scope if audience is None else (scope, audience))
+            entry = self._hits.get(scope if audience is None else (scope, audience))
         except TypeError:
             entry = None
-        if entry is not None and time.monotonic() < entry.refresh_at:
+        if entry is not None and self._now() < entry.refresh_at:
             try:
                 self._lru.move_to_end(entry.key)
             except KeyError:
                 pass
             return entry.token
-        return (await self._aget_entry(scope, audience)).token
+        return (await arun(self._entry_plan(scope, audience), self._transport, self._clock.asleep)).token
 
     def get_token_info(self, scope: str, audience: Optional[str] = None) -> Token:
         """Like ``get_token`` but returns the ``Token`` with its expiry, scopes and claims."""
-        return self._token_from(self._get_entry(scope, audience))
+        return self._token_from(run(self._entry_plan(scope, audience), self._transport, self._sleep))
 
     async def aget_token_info(self, scope: str, audience: Optional[str] = None) -> Token:
-        return self._token_from(await self._aget_entry(scope, audience))
+        entry = await arun(self._entry_plan(scope, audience), self._transport, self._clock.asleep)
+        return self._token_from(entry)
 
     def check_revocation(self) -> bool:
         """Fetch the revocation list now; True when it changed. Cached revoked tokens are dropped."""
-        return self._revocation_list().refresh()  # on_change applies it to the cache
+        return run(self._revocation_list().refresh_plan(), self._transport, self._sleep)
 
     async def acheck_revocation(self) -> bool:
-        return await self._revocation_list().arefresh()
+        return await arun(self._revocation_list().refresh_plan(), self._transport, self._clock.asleep)
 
     def stop(self) -> None:
-        """Stop background threads, drop cached tokens, close the transport. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._cache.clear()
-            self._refresh_wakeup.notify_all()
-            revocation, self._revocation = self._revocation, None
-            refresher = self._refresher
-        if revocation is not None:
-            revocation.stop()
-        if refresher is not None and refresher is not threading.current_thread():
-            refresher.join(timeout=5.0)
+        """Stop background work, drop cached tokens, close the transport. Idempotent; returns
+        within the client's timeout whatever the network does."""
+        thread = self._begin_stop()
+        if thread is not None:
+            thread.join(self._timeout)
         close = getattr(self._transport, "close", None)
         if callable(close):
             close()
@@ -238,15 +236,25 @@ class Client:
     close = stop
 
     async def aclose(self) -> None:
-        """``stop()`` that also awaits an async transport's ``aclose()``."""
-        self.stop()
+        """``stop()`` for coroutines: the worker is joined off the event loop, and an async
+        transport's ``aclose()`` is awaited."""
+        import asyncio
+
+        thread = self._begin_stop()
+        loop = asyncio.get_running_loop()
+        if thread is not None:
+            await loop.run_in_executor(None, thread.join, self._timeout)
         aclose = getattr(self._transport, "aclose", None)
         if aclose is not None:
             await aclose()
+            return
+        close = getattr(self._transport, "close", None)
+        if callable(close):
+            await loop.run_in_executor(None, close)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closing.is_set()
 
     def __enter__(self) -> "Client":
         self._check_open()
@@ -264,9 +272,24 @@ class Client:
 
     # ------------------------------------------------------------------ the slow path
 
+    def _sleep(self, seconds: float) -> None:
+        if self._clock.sleep(seconds, self._closing):
+            raise ClientClosedError("this Client was stopped while waiting")
+
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closing.is_set():
             raise ClientClosedError("this Client was stopped; create a new one")
+
+    def _token_endpoint(self) -> TokenEndpoint:
+        endpoint = self._endpoint
+        if endpoint is None:
+            missing = self._missing
+            raise ConfigurationError(
+                "missing {0}: pass {0} to Client(...) or set {1}".format(
+                    " and ".join(name for name, _ in missing), "; ".join(env for _, env in missing)
+                )
+            )
+        return endpoint
 
     def _key_for(self, scope: object, audience: object) -> Tuple[CacheKey, Hashable]:
         """(canonical key, raw key) after validating the arguments."""
@@ -286,12 +309,33 @@ class Client:
             raise ValidationError("audience must not contain spaces")
         return (norm, audience), (scope, audience)  # type: ignore[return-value]
 
-    def _lookup(
-        self, key: CacheKey, raw: Hashable
-    ) -> Tuple[Optional[Entry], Optional["Future[Entry]"], bool]:
-        """Under the lock: (usable entry, flight to wait on, whether we lead it)."""
+    def _entry_plan(self, scope: str, audience: Optional[str]) -> Plan[Entry]:
+        """A usable entry for (scope, audience): cached, or fetched by the one leader of its key."""
+        key, raw = self._key_for(scope, audience)
+        endpoint = self._token_endpoint()
+        while True:
+            with self._lock:
+                entry, flight, lead = self._lookup(key, raw)
+            if entry is not None:
+                return entry
+            assert flight is not None
+            if lead:
+                yield Spawn(self._fetch_plan(endpoint, key, flight))
+            try:
+                joined: Entry = yield Join(flight, self._timeout + _JOIN_SLACK)
+                return joined
+            except Abandoned:
+                continue  # its leader was cancelled: lead a new fetch
+            except OculusError as exc:
+                return self._fallback(key, exc)
+
+    def _lookup(self, key: CacheKey, raw: Hashable) -> Tuple[Optional[Entry], Optional[Flight[Entry]], bool]:
+        """Under the lock: (usable entry, None, False) or (None, flight, whether we lead it)."""
         self._check_open()
-        now = time.monotonic()
+        if self._restart_worker:  # first slow path in a forked child
+            self._restart_worker = False
+            self._worker.ensure_running()
+        now = self._now()
         entry = self._cache.get(key)
         if entry is not None:
             jti = entry.revoked_jti
@@ -302,68 +346,23 @@ class Client:
                     "alert your team".format(key if isinstance(key, str) else key[0], jti),
                     jti=jti,
                 )
-            if now < entry.refresh_at:
+            state = entry.state(now)
+            if state is EntryState.FRESH:
                 self._cache.alias(raw, entry)
                 return entry, None, False
-            if now < entry.block_at:
+            if state is EntryState.STALE:
                 self._schedule_refresh(key, now)
                 return entry, None, False
-            if now < entry.expires and now < self._backoff.get(key, (0.0, 0))[0]:
+            if state is EntryState.MARGIN and now < self._backoff.get(key, (0.0, 0))[0]:
                 return entry, None, False  # a refresh failed just now: don't stall callers on it
-        flight = self._flights.get(key)
-        if flight is not None:
-            return None, flight, False
-        from concurrent.futures import Future
-
-        flight = Future()
-        flight.set_running_or_notify_cancel()  # a waiter's cancellation cannot cancel the fetch
-        self._flights[key] = flight
-        return None, flight, True
-
-    def _get_entry(self, scope: str, audience: Optional[str]) -> Entry:
-        key, raw = self._key_for(scope, audience)
-        with self._lock:
-            entry, flight, lead = self._lookup(key, raw)
-        if entry is not None:
-            return entry
-        assert flight is not None
-        if lead:
-            self._fetch(key, flight)
-        from concurrent.futures import TimeoutError as FutureTimeout
-
-        try:
-            return flight.result(timeout=self._timeout + 5.0)
-        except OculusError as exc:
-            return self._fallback(key, exc)
-        except FutureTimeout:
-            return self._fallback(key, NetworkTimeoutError("token request still running after the timeout"))
-
-    async def _aget_entry(self, scope: str, audience: Optional[str]) -> Entry:
-        import asyncio
-
-        key, raw = self._key_for(scope, audience)
-        with self._lock:
-            entry, flight, lead = self._lookup(key, raw)
-        if entry is not None:
-            return entry
-        assert flight is not None
-        if lead:
-            if callable(getattr(self._transport, "arequest", None)):
-                task = asyncio.get_running_loop().create_task(self._afetch(key, flight))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            else:
-                asyncio.get_running_loop().run_in_executor(None, self._fetch, key, flight)
-        try:
-            return await asyncio.wrap_future(flight)
-        except OculusError as exc:
-            return self._fallback(key, exc)
+        flight, lead = self._flights.lead_or_join(key)
+        return None, flight, lead
 
     def _fallback(self, key: CacheKey, exc: OculusError) -> Entry:
         """A failed refresh keeps a token that has not really expired."""
         with self._lock:
             entry = self._cache.get(key)
-        if entry is not None and entry.revoked_jti is None and time.monotonic() < entry.expires:
+        if entry is not None and entry.revoked_jti is None and self._now() < entry.expires:
             log.warning(
                 "token refresh for %r failed (%s); using the cached token until it expires",
                 key if isinstance(key, str) else key[0],
@@ -374,156 +373,88 @@ class Client:
 
     # ------------------------------------------------------------------ fetching
 
-    def _fetch_plan(self, key: CacheKey) -> Tuple[Optional[str], float]:
+    def _fetch_bounds(self, key: CacheKey) -> Tuple[Optional[str], float]:
         """(refresh token to use, deadline): never wait past the life of the token we hold."""
-        deadline = time.monotonic() + self._timeout
+        deadline = self._now() + self._timeout
         with self._lock:
             entry = self._cache.get(key)
         if entry is None or entry.revoked_jti is not None:
             return None, deadline
-        if entry.expires > time.monotonic():
+        if entry.expires > self._now():
             # End just before expiry, so a failed refresh can still hand out the valid token.
             deadline = min(deadline, entry.expires - 0.1)
         return entry.refresh_token, deadline
 
-    def _fetch(self, key: CacheKey, flight: "Future[Entry]") -> None:
-        """Lead one fetch (in the calling thread) and settle its flight."""
+    def _fetch_plan(self, endpoint: TokenEndpoint, key: CacheKey, flight: Flight[Entry]) -> Plan[None]:
+        """Lead one fetch and settle its flight (never raises an ``Exception``)."""
         try:
-            refresh_token, deadline = self._fetch_plan(key)
-            try:
-                entry = self._fetch_once(key, refresh_token, deadline)
-            except OculusAPIError as exc:
-                if refresh_token is None or not TokenEndpoint.refresh_refused(exc):
-                    raise
-                log.info("refresh token refused (%s); falling back to client credentials", exc.code)
-                entry = self._fetch_once(key, None, deadline)
+            refresh_token, deadline = self._fetch_bounds(key)
+            entry = yield from token_plan(
+                endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock
+            )
         except BaseException as exc:
             self._settle(key, flight, None, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
             self._settle(key, flight, entry, None)
-
-    def _fetch_once(self, key: CacheKey, refresh_token: Optional[str], deadline: float) -> Entry:
-        request, secrets = self._endpoint.request(key, refresh_token)
-        sent_at = time.monotonic()
-        response = _http.send(
-            self._transport,
-            request,
-            policy=self._policy,
-            deadline=deadline,
-            what="token request",
-            secrets=secrets,
-            hints=self._endpoint.hints(key),
-        )
-        return self._endpoint.parse(key, response, sent_at)
-
-    async def _afetch(self, key: CacheKey, flight: "Future[Entry]") -> None:
-        """``_fetch`` on a natively async transport, as its own task (a caller's cancel can't stop it)."""
-        try:
-            refresh_token, deadline = self._fetch_plan(key)
-            try:
-                entry = await self._afetch_once(key, refresh_token, deadline)
-            except OculusAPIError as exc:
-                if refresh_token is None or not TokenEndpoint.refresh_refused(exc):
-                    raise
-                log.info("refresh token refused (%s); falling back to client credentials", exc.code)
-                entry = await self._afetch_once(key, None, deadline)
-        except BaseException as exc:
-            self._settle(key, flight, None, exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._settle(key, flight, entry, None)
-
-    async def _afetch_once(self, key: CacheKey, refresh_token: Optional[str], deadline: float) -> Entry:
-        request, secrets = self._endpoint.request(key, refresh_token)
-        sent_at = time.monotonic()
-        response = await _http.asend(
-            self._transport,
-            request,
-            policy=self._policy,
-            deadline=deadline,
-            what="token request",
-            secrets=secrets,
-            hints=self._endpoint.hints(key),
-        )
-        return self._endpoint.parse(key, response, sent_at)
 
     def _settle(
-        self, key: CacheKey, flight: "Future[Entry]", entry: Optional[Entry], error: Optional[BaseException]
+        self, key: CacheKey, flight: Flight[Entry], entry: Optional[Entry], error: Optional[BaseException]
     ) -> None:
-        start_poller = False
+        poll = False
         with self._lock:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            if entry is not None and not self._closed:
+            now = self._now()
+            if entry is not None and not self._closing.is_set():
                 self._backoff.pop(key, None)
-                self._cache.put(entry, time.monotonic())
-                start_poller = self._revocation is None and self._revocation_interval is not None
-            elif entry is None:  # back off after any failure: only holders of a valid token skip waiting
+                self._cache.put(entry, now)
+                poll = self._revocation_interval is not None and self._revocation is None
+            elif entry is None and isinstance(error, Exception):
+                # Back off after any failure: only holders of a valid token skip waiting.
                 _, failures = self._backoff.get(key, (0.0, 0))
-                delay = min(30.0, 0.5 * (2**failures))
-                self._backoff[key] = (time.monotonic() + delay, failures + 1)
+                self._backoff[key] = (now + min(30.0, 0.5 * (2**failures)), failures + 1)
+            self._flights.finish(key, flight)
         if entry is not None:
             log.debug("token for %r cached", key if isinstance(key, str) else key[0])
             flight.set_result(entry)
+        elif not isinstance(error, Exception):  # cancelled or interrupted: waiters take over
+            flight.set_error(Abandoned())
+        elif isinstance(error, OculusError):
+            flight.set_error(error)
         else:
-            if not isinstance(error, OculusError):
-                error = OculusError("token fetch failed unexpectedly ({})".format(type(error).__name__))
-            flight.set_exception(error)
-        if start_poller:
-            self._start_revocation_poller()
+            flight.set_error(OculusError("token fetch failed unexpectedly ({})".format(type(error).__name__)))
+        if poll:
+            self._start_revocation_polling()
 
-    # ------------------------------------------------------------------ refresh ahead
+    # ------------------------------------------------------------------ background work
 
     def _schedule_refresh(self, key: CacheKey, now: float) -> None:
         """Under the lock: queue a background refresh of a STALE entry unless one is due already."""
-        if key in self._flights or key in self._refresh_queue:
+        if self._flights.busy(key) or key in self._refresh_queue:
             return
-        not_before, _ = self._backoff.get(key, (0.0, 0))
-        if now < not_before:
+        if now < self._backoff.get(key, (0.0, 0))[0]:
             return
         self._refresh_queue.append(key)
-        if self._refresher is None:
-            self._refresher = threading.Thread(
-                target=self._refresh_loop, name="oculus-lite-refresh[{}]".format(self.client_id), daemon=True
-            )
-            self._refresher.start()
-        self._refresh_wakeup.notify()
+        self._worker.schedule("refresh", 0.0, _refresh_job)
 
-    def _refresh_loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._refresh_queue and not self._closed:
-                    self._refresh_wakeup.wait()
-                if self._closed:
-                    return
-                key = self._refresh_queue.pop(0)
-                if key in self._flights:
-                    continue
-                from concurrent.futures import Future
+    def _begin_stop(self) -> Optional[threading.Thread]:
+        with self._lock:
+            if self._closing.is_set():
+                return None
+            self._closing.set()
+            self._cache.clear()
+            self._refresh_queue.clear()
+        return self._worker.signal_stop()
 
-                flight: "Future[Entry]" = Future()
-                flight.set_running_or_notify_cancel()
-                self._flights[key] = flight
-            try:
-                self._fetch(key, flight)
-                flight.result(timeout=0)
-            except OculusError as exc:
-                with self._lock:
-                    not_before = self._backoff.get(key, (time.monotonic(), 0))[0]
-                log.warning(
-                    "background refresh for %r failed (%s); still serving the cached token, "
-                    "retrying in %.1f s",
-                    key if isinstance(key, str) else key[0],
-                    type(exc).__name__,
-                    max(0.0, not_before - time.monotonic()),
-                )
-            except Exception:  # never die silently
-                log.exception("background refresh crashed; the refresher keeps running")
+    def _after_fork(self) -> None:
+        """In a forked child: no worker thread, no flights led by parent threads, a fresh lock.
+        Emptying the hit path's dict sends each next call through the slow path once, which
+        restarts background work here."""
+        self._lock = threading.Lock()
+        self._cache.forget_spellings()
+        self._restart_worker = True
 
-    # ------------------------------------------------------------------ revocation
+    _restart_worker = False
 
     def _revocation_list(self) -> "RevocationList":
         with self._lock:
@@ -535,18 +466,21 @@ class Client:
                     self.base_url + "/oauth/revoked-tokens",
                     transport=self._transport,
                     interval=self._revocation_interval,
-                    on_change=self._on_revocation_change,
+                    timeout=self._timeout,
+                    on_change=_WeakCall(self, Client._on_revocation_change),
+                    clock=self._clock,
                 )
             return self._revocation
 
-    def _start_revocation_poller(self) -> None:
+    def _start_revocation_polling(self) -> None:
         try:
-            poller = self._revocation_list()
+            revocation = self._revocation_list()
         except ClientClosedError:
             return
-        poller.start()
-        if self._closed:  # stop() ran between the two lines above: don't leave it running
-            poller.stop()
+        self._worker.schedule("revocation", 0.0, _revocation_job)
+        if self._closing.is_set():  # stop() ran meanwhile: don't leave it scheduled
+            self._worker.cancel("revocation")
+        del revocation
 
     def _on_revocation_change(self, revoked: FrozenSet[str]) -> None:
         """Turn cached entries whose jti was revoked into tombstones (keeps it off the hit path)."""
@@ -555,7 +489,7 @@ class Client:
         from ..jwt import decode
 
         with self._lock:
-            snapshot = list(self._cache.entries.values())
+            snapshot = self._cache.entries()
         hits: List[Tuple[Entry, str]] = []
         for entry in snapshot:
             try:
@@ -567,9 +501,10 @@ class Client:
         if not hits:
             return
         with self._lock:
+            now = self._now()
             for entry, jti in hits:
                 if self._cache.get(entry.key) is entry:
-                    self._cache.put(entry.revoked_copy(jti), time.monotonic())
+                    self._cache.put(entry.revoked_copy(jti), now)
         log.warning("%d cached token(s) were revoked by the server", len(hits))
 
     # ------------------------------------------------------------------ helpers
@@ -590,6 +525,55 @@ class Client:
             sdk_service_token=extra.get("sdk_service_token"),
             granted_scope=extra.get("scope", scope),
         )
+
+
+def _refresh_job(client: Client) -> Optional[float]:
+    """Worker job: refresh every queued STALE key, one after the other, then sleep."""
+    endpoint = client._endpoint
+    while endpoint is not None:
+        with client._lock:
+            if client._closing.is_set() or not client._refresh_queue:
+                return None
+            key = client._refresh_queue.pop(0)
+            if client._flights.busy(key):
+                continue
+            flight, _ = client._flights.lead_or_join(key)
+        run(client._fetch_plan(endpoint, key, flight), client._transport, client._sleep)
+        try:
+            flight.result(0)
+        except OculusError as exc:
+            with client._lock:
+                not_before = client._backoff.get(key, (client._now(), 0))[0]
+            log.warning(
+                "background refresh for %r failed (%s); still serving the cached token, retrying in %.1f s",
+                key if isinstance(key, str) else key[0],
+                type(exc).__name__,
+                max(0.0, not_before - client._now()),
+            )
+    return None
+
+
+def _revocation_job(client: Client) -> Optional[float]:
+    """Worker job: poll the revocation list; the delay until the next poll."""
+    revocation = client._revocation
+    if revocation is None or client._closing.is_set():
+        return None
+    return revocation.poll_once(client._transport, client._sleep)
+
+
+class _WeakCall:
+    """A callback into a client that does not keep the client alive."""
+
+    __slots__ = ("_ref", "_fn")
+
+    def __init__(self, obj: Client, fn: Callable[[Client, FrozenSet[str]], None]) -> None:
+        self._ref = weakref.ref(obj)
+        self._fn = fn
+
+    def __call__(self, revoked: FrozenSet[str]) -> None:
+        obj = self._ref()
+        if obj is not None:
+            self._fn(obj, revoked)
 
 
 #: The official SDK's name for the same class.

@@ -1,21 +1,25 @@
 """The token endpoint without I/O: what a client-credentials or refresh request looks like,
 how a reply becomes a cache entry, and what a 401/403 probably means.
 
-The client (``client.py``) only sends what this builds and waits; the property tests
+The client (``_client.py``) only sends what this builds and waits; the property tests
 feed ``TokenEndpoint.parse`` arbitrary replies.
 """
 
-import time
+import logging
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
 from .._config import check_text
-from .._http import _send as _http
+from .._engine._clock import Clock
+from .._engine._plan import Plan
 from .._http._models import Request, Response
+from .._http._send import RetryPolicy, parse_json, send_plan
 from ..exceptions import OculusAPIError, ValidationError
 from ._cache import CacheKey, Entry, timing
 
-__all__ = ["DEFAULT_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope"]
+__all__ = ["DEFAULT_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope", "token_plan"]
+
+log = logging.getLogger("oculus_lite.client")
 
 #: The service's default token lifetime, assumed when ``expires_in`` is absent or unusable.
 DEFAULT_LIFETIME = 600.0
@@ -147,9 +151,9 @@ class TokenEndpoint:
         """A refused refresh token (used, expired, rotated away) means: get a new grant instead."""
         return exc.status_code in (400, 401)
 
-    def parse(self, key: CacheKey, response: Response, sent_at: float) -> Entry:
+    def parse(self, key: CacheKey, response: Response, sent_at: float, clock: Clock) -> Entry:
         """A cache entry from a 2xx reply; deadlines count from when the request was sent."""
-        data = _http.parse_json(response, "token response")
+        data = parse_json(response, "token response")
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise OculusAPIError(
@@ -177,7 +181,40 @@ class TokenEndpoint:
             refresh_at,
             block_at,
             expires,
-            time.time() + (expires - time.monotonic()),
+            clock.time() + (expires - clock.monotonic()),
             refresh_token if isinstance(refresh_token, str) and refresh_token else None,
             extra or None,
         )
+
+
+def token_plan(
+    endpoint: TokenEndpoint,
+    key: CacheKey,
+    refresh_token: Optional[str],
+    *,
+    deadline: float,
+    policy: RetryPolicy,
+    clock: Clock,
+) -> Plan[Entry]:
+    """Get a token for ``key``: the refresh grant when we hold a refresh token, falling back to
+    client credentials when the server refuses it (used, expired or rotated away)."""
+    while True:
+        request, secrets = endpoint.request(key, refresh_token)
+        sent_at = clock.monotonic()
+        try:
+            response = yield from send_plan(
+                request,
+                policy=policy,
+                deadline=deadline,
+                clock=clock,
+                what="token request",
+                secrets=secrets,
+                hints=endpoint.hints(key),
+            )
+        except OculusAPIError as exc:
+            if refresh_token is None or not endpoint.refresh_refused(exc):
+                raise
+            log.info("refresh token refused (%s); falling back to client credentials", exc.code)
+            refresh_token = None
+            continue
+        return endpoint.parse(key, response, sent_at, clock)

@@ -1,10 +1,6 @@
-"""The verifier's key set and fetch coordination, kept apart from ``jwt`` so that module
-stays small: JWK parsing with the reasons a key is refused, choosing the keys for a
-token, ``Cache-Control`` parsing, and a single-flight that threads and coroutines share
-(so a storm of unknown ``kid`` values costs one JWKS request, not one per caller).
-"""
+"""The verifier's key set: JWK parsing with the reasons a key is refused, choosing the keys
+for a token, and ``Cache-Control`` parsing."""
 
-import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Type
 
 from ..exceptions import (
@@ -16,11 +12,9 @@ from ..exceptions import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    import asyncio
-
     from ._rsa import RSAPublicKey
 
-__all__ = ["Flight", "KeySet", "MIN_RSA_BITS", "SUPPORTED_ALGORITHMS", "SingleFlight", "parse_max_age"]
+__all__ = ["KeySet", "MIN_RSA_BITS", "SUPPORTED_ALGORITHMS", "parse_max_age"]
 
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 16384
@@ -174,72 +168,3 @@ class KeySet:
                     "token alg {} does not match key {!r}, which is for {}".format(alg, kid[:60], entry.alg)
                 )
         raise entries[0].error("key {!r} is refused: {}".format(kid[:60], entries[0].problem))
-
-
-# --------------------------------------------------------------------------- single flight
-
-
-def _wake(future: "asyncio.Future[None]") -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class Flight:
-    """One fetch under way; threads wait on an Event, coroutines on a future of their loop."""
-
-    def __init__(self) -> None:
-        self.error: Optional[BaseException] = None
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._waiters: List[Tuple["asyncio.AbstractEventLoop", "asyncio.Future[None]"]] = []
-
-    def wait(self, timeout: Optional[float] = None) -> None:
-        self._event.wait(timeout)
-
-    async def wait_async(self) -> None:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        future: "asyncio.Future[None]" = loop.create_future()
-        with self._lock:
-            if self._event.is_set():
-                return
-            self._waiters.append((loop, future))
-        await future
-
-    def complete(self, error: Optional[BaseException]) -> None:
-        with self._lock:
-            self.error = error
-            self._event.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            try:
-                loop.call_soon_threadsafe(_wake, future)
-            except RuntimeError:  # that loop is closed; nobody is waiting any more
-                pass
-
-
-class SingleFlight:
-    """At most one fetch at a time; later callers join it instead of sending their own."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._current: Optional[Flight] = None
-
-    @property
-    def busy(self) -> bool:
-        return self._current is not None
-
-    def begin(self) -> Tuple[Flight, bool]:
-        """(flight, True) for the caller who must do the work; (flight, False) to wait on it."""
-        with self._lock:
-            if self._current is not None:
-                return self._current, False
-            flight = self._current = Flight()
-            return flight, True
-
-    def finish(self, flight: Flight, error: Optional[BaseException]) -> None:
-        with self._lock:
-            if self._current is flight:
-                self._current = None
-        flight.complete(error)

@@ -1,21 +1,27 @@
-"""The revocation list (``GET /oauth/revoked-tokens``) kept fresh by one background thread.
+"""The revocation list (``GET /oauth/revoked-tokens``), refreshed by a poller.
 
 The token client must never hand out a cached token whose ``jti`` was revoked,
 and a verifier must refuse one; both read ``revoked`` (a frozenset swapped
-atomically) on their hot path without taking a lock. The poller sends
-``If-None-Match`` so an unchanged list costs a 304, backs off when the endpoint
-fails, keeps the last good list meanwhile and says in the log since when it is
-stale. It is a daemon, named, stopped promptly through an Event, and catches
-everything inside its loop so it never dies silently.
+atomically) on their hot path without taking a lock. A refresh sends
+``If-None-Match`` so an unchanged list costs a 304; a failed one keeps the last
+good list, backs off, and says in the log since when it is stale. The refresh is
+one plan (``refresh_plan``) run by ``refresh``/``arefresh``; polling runs on a
+background worker: the owner's (the token client's) or, after ``start()``, one of
+its own.
 """
 
 import logging
 import random
 import threading
-import time
 from typing import Any, Callable, FrozenSet, Optional, Tuple
 
-from ..exceptions import ConfigurationError, InvalidResponseError, OculusError
+from .._config import check_count, check_seconds
+from .._engine._clock import SYSTEM_CLOCK, Clock
+from .._engine._plan import Plan, arun, run
+from .._engine._worker import Worker
+from .._http._models import Request, Response
+from .._http._send import RetryPolicy, parse_json, send_plan
+from ..exceptions import InvalidResponseError, OculusError
 
 __all__ = ["RevocationList"]
 
@@ -25,12 +31,16 @@ log = logging.getLogger("oculus_lite.revocation")
 MAX_BACKOFF_FACTOR = 4.0
 
 
-def _when(wall: Optional[float]) -> str:
+def _when(wall: Optional[float], now: float) -> str:
     if wall is None:
         return "never fetched successfully"
-    return "last fetched {} ({:.1f} s ago)".format(
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall)), max(0.0, time.time() - wall)
-    )
+    return "last fetched {} ({:.1f} s ago)".format(time_text(wall), max(0.0, now - wall))
+
+
+def time_text(wall: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
 class RevocationList:
@@ -46,20 +56,13 @@ class RevocationList:
         name: str = "oculus-lite-revocation",
         on_change: Optional[Callable[[FrozenSet[str]], Any]] = None,
         retries: int = 1,
+        clock: Optional[Clock] = None,
     ) -> None:
-        if interval is not None and (
-            not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0
-        ):
-            raise ConfigurationError(
-                "revocation interval must be a number of seconds > 0, or None to turn polling off"
-            )
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
-            raise ConfigurationError("revocation timeout must be a number of seconds > 0")
-        from .._http._send import RetryPolicy
-
+        if interval is not None:
+            interval = check_seconds(interval, "revocation interval")
         self.url = url
-        self.interval = None if interval is None else float(interval)
-        self.timeout = float(timeout)
+        self.interval = interval
+        self.timeout = check_seconds(timeout, "revocation timeout")
         self.name = name
         self.on_change = on_change
         #: The revoked jti values; replaced as a whole, so reading it needs no lock.
@@ -69,17 +72,18 @@ class RevocationList:
         #: Consecutive failed refreshes (0 when the list is fresh).
         self.failures = 0
         self._transport = transport
-        self._policy = RetryPolicy(retries=max(0, int(retries)))
+        self._clock = clock if clock is not None else SYSTEM_CLOCK
+        self._policy = RetryPolicy(retries=check_count(retries, "retries"))
         self._etag: Optional[str] = None
         self._lock = threading.Lock()  # guards the state below and the apply step
         self._issued = 0  # tickets: a late answer never overwrites a newer one
         self._applied = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
+        self._worker: Optional[Worker] = None
 
     def __repr__(self) -> str:
         return "RevocationList(url={!r}, revoked={}, {})".format(
-            self.url, len(self.revoked), _when(self.last_success)
+            self.url, len(self.revoked), _when(self.last_success, self._clock.time())
         )
 
     def __contains__(self, jti: object) -> bool:
@@ -87,9 +91,35 @@ class RevocationList:
 
     # ----------------------------------------------------------------- fetching
 
-    def _begin(self) -> Tuple[int, Any]:
-        from .._http._models import Request
+    def refresh(self) -> bool:
+        """Fetch now; True when the set changed. Raises OculusError on failure (the list is kept)."""
+        return run(self.refresh_plan(), self._transport, self._sleep)
 
+    async def arefresh(self) -> bool:
+        """``refresh`` for coroutines (native async transports are awaited, others run in a thread)."""
+        return await arun(self.refresh_plan(), self._transport, self._clock.asleep)
+
+    def refresh_plan(self) -> Plan[bool]:
+        """The one refresh flow: conditional GET, apply, or record the failure and raise."""
+        ticket, request = self._begin()
+        try:
+            response = yield from send_plan(
+                request,
+                policy=self._policy,
+                deadline=self._clock.monotonic() + self.timeout,
+                clock=self._clock,
+                what="fetching the revocation list",
+            )
+            return self._apply(ticket, response)
+        except OculusError as exc:
+            self._failed(exc)
+            raise
+
+    def _sleep(self, seconds: float) -> None:
+        if self._clock.sleep(seconds, self._stopping):
+            raise OculusError("the revocation poller was stopped")
+
+    def _begin(self) -> Tuple[int, Request]:
         with self._lock:
             self._issued += 1
             ticket = self._issued
@@ -99,9 +129,7 @@ class RevocationList:
             headers += (("If-None-Match", etag),)
         return ticket, Request("GET", self.url, headers=headers, timeout=self.timeout)
 
-    def _apply(self, ticket: int, response: Any) -> bool:
-        from .._http._send import parse_json
-
+    def _apply(self, ticket: int, response: Response) -> bool:
         new: Optional[FrozenSet[str]] = None
         if response.status != 304:
             data = parse_json(response, "revocation list")
@@ -116,7 +144,7 @@ class RevocationList:
             if ticket < self._applied:
                 return False  # a newer answer is already in place
             self._applied = ticket
-            self.last_success = time.time()
+            self.last_success = self._clock.time()
             self.failures = 0
             if new is None:
                 return False
@@ -144,80 +172,27 @@ class RevocationList:
             type(exc).__name__,
             exc.message,
             len(self.revoked),
-            _when(self.last_success),
+            _when(self.last_success, self._clock.time()),
             failures,
         )
 
-    def refresh(self) -> bool:
-        """Fetch now; True when the set changed. Raises OculusError on failure (the list is kept)."""
-        from .._http._send import send
+    # ----------------------------------------------------------------- polling
 
-        ticket, request = self._begin()
+    def poll_once(self, transport: Any = None, sleep: Optional[Callable[[float], None]] = None) -> float:
+        """One poll for a background worker (errors are logged, never raised); the delay until
+        the next one."""
         try:
-            response = send(
-                self._transport,
-                request,
-                policy=self._policy,
-                deadline=time.monotonic() + self.timeout,
-                what="fetching the revocation list",
+            run(self.refresh_plan(), transport or self._transport, sleep or self._sleep)
+        except OculusError:
+            pass  # logged by the plan, with the staleness
+        except Exception:  # a bug or a misbehaving transport: log it, keep polling
+            with self._lock:
+                self.failures += 1
+            log.exception(
+                "revocation poller: unexpected error; keeping the last list (%s)",
+                _when(self.last_success, self._clock.time()),
             )
-            return self._apply(ticket, response)
-        except OculusError as exc:
-            self._failed(exc)
-            raise
-
-    async def arefresh(self) -> bool:
-        """``refresh`` for coroutines (native async transports are awaited, others run in a thread)."""
-        from .._http._send import asend
-
-        ticket, request = self._begin()
-        try:
-            response = await asend(
-                self._transport,
-                request,
-                policy=self._policy,
-                deadline=time.monotonic() + self.timeout,
-                what="fetching the revocation list",
-            )
-            return self._apply(ticket, response)
-        except OculusError as exc:
-            self._failed(exc)
-            raise
-
-    # ----------------------------------------------------------------- poller
-
-    @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    def start(self) -> None:
-        """Start the poller thread (idempotent; nothing happens when interval is None)."""
-        if self.interval is None:
-            return
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop.clear()
-            thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            thread.start()  # under the lock: stop() never sees a thread that has not started
-            self._thread = thread
-
-    def stop(self, timeout: Optional[float] = None) -> None:
-        """Stop the poller and wait for it (idempotent; safe from atexit and from on_change)."""
-        with self._lock:
-            self._stop.set()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self.timeout + 1.0 if timeout is None else timeout)
-
-    close = stop
-
-    def __enter__(self) -> "RevocationList":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return self._next_delay()
 
     def _next_delay(self) -> float:
         interval = self.interval or 15.0
@@ -226,24 +201,37 @@ class RevocationList:
         backoff = min(interval * (2.0**self.failures), interval * MAX_BACKOFF_FACTOR)
         return random.uniform(backoff * 0.8, backoff)
 
-    def _run(self) -> None:
-        interval = self.interval or 15.0
-        last = self.last_success
-        delay = 0.0 if last is None else max(0.0, interval - (time.time() - last))
-        if delay and self._stop.wait(delay):
+    @property
+    def running(self) -> bool:
+        worker = self._worker
+        return worker is not None and worker.running
+
+    def start(self) -> None:
+        """Poll on a worker of this list's own (idempotent; nothing happens when interval is None)."""
+        if self.interval is None:
             return
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except OculusError:
-                pass  # logged by refresh, with the staleness
-            except Exception:  # a bug or a misbehaving transport: log it, keep polling
-                with self._lock:
-                    self.failures += 1
-                log.exception(
-                    "revocation poller: unexpected error; keeping the last list (%s)",
-                    _when(self.last_success),
-                )
-            if self._stop.wait(self._next_delay()):
-                break
-        log.debug("revocation poller %s stopped", self.name)
+        with self._lock:
+            if self._worker is None:
+                self._worker = Worker(self, self.name, self._clock)
+            worker = self._worker
+            self._stopping.clear()
+        if not worker.has("poll"):
+            last = self.last_success
+            delay = 0.0 if last is None else max(0.0, self.interval - (self._clock.time() - last))
+            worker.schedule("poll", delay, RevocationList.poll_once)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the poller and wait for it, at most ``timeout`` (default: this list's timeout)."""
+        self._stopping.set()
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(self.timeout if timeout is None else timeout)
+
+    close = stop
+
+    def __enter__(self) -> "RevocationList":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -8,9 +8,12 @@ the token. Keys and the memo are read without a lock; fetches are single-flight.
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+from .._engine._clock import SYSTEM_CLOCK, Clock, SystemClock
+from .._engine._flight import Abandoned, SingleFlight
+from .._engine._plan import Join, Plan, arun, run
+from .._http._send import send_plan
 from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
@@ -20,7 +23,7 @@ from ..exceptions import (
 )
 from ..jwt import Claims, Decoded, decode
 from ._claims import as_seconds, check_claims, check_header, is_number
-from ._keys import SUPPORTED_ALGORITHMS, KeySet, SingleFlight, parse_max_age
+from ._keys import SUPPORTED_ALGORITHMS, KeySet, parse_max_age
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._http._models import Request
@@ -29,6 +32,29 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["JwksVerifier"]
 
 log = logging.getLogger("oculus_lite.jwt")
+
+_KEYS = "jwks"
+_REVOCATION = "revocation"
+
+
+class _CallableClock(SystemClock):
+    """The verifier's historical ``clock``/``monotonic`` callables as a ``Clock``."""
+
+    def __init__(self, wall: Callable[[], float], mono: Callable[[], float]) -> None:
+        self.time = wall
+        self.monotonic = mono
+
+
+def _as_clock(
+    clock: Union[Clock, Callable[[], float], None], monotonic: Optional[Callable[[], float]]
+) -> Clock:
+    if clock is None and monotonic is None:
+        return SYSTEM_CLOCK
+    if isinstance(clock, Clock):
+        if monotonic is not None:
+            raise ConfigurationError("pass either a Clock object as clock, or clock/monotonic callables")
+        return clock
+    return _CallableClock(clock or SYSTEM_CLOCK.time, monotonic or SYSTEM_CLOCK.monotonic)
 
 
 # --------------------------------------------------------------------------- verification
@@ -64,8 +90,8 @@ class JwksVerifier:
         timeout: float = 10.0,
         retries: int = 2,
         allow_insecure_http: bool = False,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Union[Clock, Callable[[], float], None] = None,
+        monotonic: Optional[Callable[[], float]] = None,
     ) -> None:
         from .._config import validate_base_url
 
@@ -115,8 +141,7 @@ class JwksVerifier:
         self._min_cache_ttl = float(min_cache_ttl)
         self._cooldown = float(refetch_cooldown)
         self._timeout = float(timeout)
-        self._clock = clock
-        self._monotonic = monotonic
+        self._clock: Clock = _as_clock(clock, monotonic)
 
         if not timeout > 0:
             raise ConfigurationError("timeout must be a number of seconds > 0")
@@ -149,13 +174,14 @@ class JwksVerifier:
                 interval=revocation_interval,
                 timeout=timeout,
                 name="oculus-lite-verifier-revocation",
+                clock=self._clock,
             )
         self._lock = threading.Lock()
         self._keys: Optional[KeySet] = None
         self._keys_expire = 0.0  # monotonic instant after which the set is refreshed
         self._last_forced: Optional[float] = None  # monotonic instant of the last unknown-kid refetch
-        self._key_flight = SingleFlight()
-        self._revocation_flight = SingleFlight()
+        self._flights: SingleFlight[str, None] = SingleFlight()
+        self._stopping = threading.Event()
         self._memo: Optional[Dict[str, Tuple[Claims, float, Optional[str], int]]] = {} if memo else None
         self._memo_size = max(1, int(memo_size))
         self._closed = False
@@ -182,67 +208,36 @@ class JwksVerifier:
         hit = self._memo_hit(token)
         if hit is not None:
             return hit
-        decoded = decode(token)
-        alg, kid = check_header(decoded.header, self._algorithms)
-        keys = self._keys
-        need = self._need_fetch(keys, kid)
-        tries = 0
-        while need is not None:
-            self._fetch_keys_sync(need)
-            tries += 1
-            keys = self._keys
-            need = "initial" if keys is None and tries < 3 else None
-        if keys is None:
-            raise OculusError("the JWKS could not be loaded from {}".format(self._jwks_url))
-        key_gen = self._check_signature(keys, decoded, alg, kid)
-        claims = check_claims(decoded.claims, self._clock(), self._leeway, self._audience, self._issuer)
-        if self._revocation is not None and self._revocation.last_success is None:
-            self._load_revocation_sync()
-        return self._finish(token, claims, key_gen)
+        return run(self._verify_plan(token), self._transport, self._sleep)
 
     async def averify(self, token: str) -> Claims:
         """``verify`` for coroutines: key and revocation fetches never block the event loop."""
         hit = self._memo_hit(token)
         if hit is not None:
             return hit
-        decoded = decode(token)
-        alg, kid = check_header(decoded.header, self._algorithms)
-        keys = self._keys
-        need = self._need_fetch(keys, kid)
-        tries = 0
-        while need is not None:
-            await self._fetch_keys_async(need)
-            tries += 1
-            keys = self._keys
-            need = "initial" if keys is None and tries < 3 else None
-        if keys is None:
-            raise OculusError("the JWKS could not be loaded from {}".format(self._jwks_url))
-        key_gen = self._check_signature(keys, decoded, alg, kid)
-        claims = check_claims(decoded.claims, self._clock(), self._leeway, self._audience, self._issuer)
-        if self._revocation is not None and self._revocation.last_success is None:
-            await self._load_revocation_async()
-        return self._finish(token, claims, key_gen)
+        return await arun(self._verify_plan(token), self._transport, self._clock.asleep)
 
     def refresh_keys(self) -> None:
         """Fetch the JWKS now (e.g. at startup, to fail fast on a wrong URL)."""
-        self._fetch_keys_sync("manual")
+        run(self._keys_plan("manual"), self._transport, self._sleep)
 
     def refresh_revocation(self) -> bool:
         """Fetch the revocation list now; True when it changed (no-op False without revocation)."""
         if self._revocation is None:
             return False
-        return self._revocation.refresh()
+        return run(self._revocation.refresh_plan(), self._transport, self._sleep)
 
     async def arefresh_revocation(self) -> bool:
         if self._revocation is None:
             return False
-        return await self._revocation.arefresh()
+        return await arun(self._revocation.refresh_plan(), self._transport, self._clock.asleep)
 
     def close(self) -> None:
         """Stop the revocation poller and close a transport this verifier created; idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         if self._revocation is not None:
             self._revocation.stop()
         if self._memo is not None:
@@ -267,6 +262,10 @@ class JwksVerifier:
 
     # ----------------------------------------------------------------- memo
 
+    def _sleep(self, seconds: float) -> None:
+        if self._clock.sleep(seconds, self._stopping):
+            raise ClientClosedError("this JwksVerifier was closed while waiting")
+
     def _memo_hit(self, token: str) -> Optional[Claims]:
         if self._closed:
             raise ClientClosedError("this JwksVerifier was closed")
@@ -278,7 +277,12 @@ class JwksVerifier:
             return None
         claims, deadline, jti, key_gen = entry
         keys = self._keys
-        if self._clock() >= deadline or keys is None or keys.generation != key_gen:
+        if (
+            self._clock.time() >= deadline
+            or keys is None
+            or keys.generation != key_gen
+            or self._clock.monotonic() >= self._keys_expire  # keys due a refresh: they may drop its key
+        ):
             with self._lock:
                 memo.pop(token, None)
             return None  # re-verified in full: raises the precise error
@@ -302,7 +306,7 @@ class JwksVerifier:
         return claims
 
     def _evict(self, memo: Dict[str, Tuple[Claims, float, Optional[str], int]]) -> None:
-        now = self._clock()
+        now = self._clock.time()
         for token in [t for t, entry in memo.items() if entry[1] <= now]:
             del memo[token]
         if len(memo) >= self._memo_size:  # still full: drop the oldest quarter
@@ -337,11 +341,11 @@ class JwksVerifier:
         """None when the current set can decide; "initial"/"stale"/"forced" otherwise."""
         if keys is None:
             return "initial"
-        now = self._monotonic()
-        if now >= self._keys_expire and not self._key_flight.busy:
+        now = self._clock.monotonic()
+        if now >= self._keys_expire and not self._flights.busy(_KEYS):
             return "stale"
         if kid is not None and not keys.has_kid(kid):
-            if self._key_flight.busy:
+            if self._flights.busy(_KEYS):
                 return "forced"  # join the fetch already under way
             last = self._last_forced
             if last is None or now - last >= self._cooldown:
@@ -351,7 +355,7 @@ class JwksVerifier:
     def _claim(self, why: str) -> bool:
         """Whether the fetch is still needed now that this caller leads (re-checked under the lock)."""
         with self._lock:
-            now = self._monotonic()
+            now = self._clock.monotonic()
             if why == "initial":
                 return self._keys is None
             if why == "stale":
@@ -363,68 +367,63 @@ class JwksVerifier:
             self._last_forced = now  # "forced" and "manual"
             return True
 
-    def _fetch_keys_sync(self, why: str) -> None:
-        from .._http._send import send
+    def _verify_plan(self, token: str) -> Plan[Claims]:
+        """The one verification flow: header, keys (fetched once for everyone), signature,
+        claims, revocation list."""
+        decoded = decode(token)
+        alg, kid = check_header(decoded.header, self._algorithms)
+        keys = self._keys
+        need = self._need_fetch(keys, kid)
+        tries = 0
+        while need is not None:
+            yield from self._keys_plan(need)
+            tries += 1
+            keys = self._keys
+            need = "initial" if keys is None and tries < 3 else None
+        if keys is None:
+            raise OculusError("the JWKS could not be loaded from {}".format(self._jwks_url))
+        key_gen = self._check_signature(keys, decoded, alg, kid)
+        claims = check_claims(decoded.claims, self._clock.time(), self._leeway, self._audience, self._issuer)
+        if self._revocation is not None and self._revocation.last_success is None:
+            yield from self._load_revocation_plan()
+        return self._finish(token, claims, key_gen)
 
-        flight, leader = self._key_flight.begin()
+    def _keys_plan(self, why: str) -> Plan[None]:
+        """Fetch the key set, or wait for the fetch another caller leads."""
+        flight, leader = self._flights.lead_or_join(_KEYS)
         if not leader:
-            flight.wait(self._timeout * 2 + 1.0)
-            if self._keys is None and flight.error is not None:
-                raise flight.error
+            try:
+                yield Join(flight, self._timeout * 2 + 1.0)
+            except Abandoned:
+                return  # the caller re-checks and may lead the next fetch
+            except OculusError:
+                if self._keys is None:
+                    raise
             return
-        error: Optional[BaseException] = None
         try:
-            if not self._claim(why):
-                return
-            response = send(
-                self._transport,
-                self._jwks_request(),
-                policy=self._policy,
-                deadline=self._monotonic_deadline(),
-                what="fetching the JWKS",
-                hints={404: "no JWKS at this URL; check base_url or pass jwks_url"},
-            )
-            self._install(response)
+            if self._claim(why):
+                response = yield from send_plan(
+                    self._jwks_request(),
+                    policy=self._policy,
+                    deadline=self._clock.monotonic() + self._timeout,
+                    clock=self._clock,
+                    what="fetching the JWKS",
+                    hints={404: "no JWKS at this URL; check base_url or pass jwks_url"},
+                )
+                self._install(response)
         except OculusError as exc:
-            error = exc
             self._fetch_failed(exc)
-        finally:
-            self._key_flight.finish(flight, error)
-        if error is not None and (self._keys is None or why == "manual"):
-            raise error
-
-    async def _fetch_keys_async(self, why: str) -> None:
-        from .._http._send import asend
-
-        flight, leader = self._key_flight.begin()
-        if not leader:
-            await flight.wait_async()
-            if self._keys is None and flight.error is not None:
-                raise flight.error
+            self._flights.finish(_KEYS, flight)
+            flight.set_error(exc)
+            if self._keys is None or why == "manual":
+                raise
             return
-        error: Optional[BaseException] = None
-        try:
-            if not self._claim(why):
-                return
-            response = await asend(
-                self._transport,
-                self._jwks_request(),
-                policy=self._policy,
-                deadline=self._monotonic_deadline(),
-                what="fetching the JWKS",
-                hints={404: "no JWKS at this URL; check base_url or pass jwks_url"},
-            )
-            self._install(response)
-        except OculusError as exc:
-            error = exc
-            self._fetch_failed(exc)
-        finally:
-            self._key_flight.finish(flight, error)
-        if error is not None and (self._keys is None or why == "manual"):
-            raise error
-
-    def _monotonic_deadline(self) -> float:
-        return time.monotonic() + self._timeout
+        except BaseException:
+            self._flights.finish(_KEYS, flight)
+            flight.set_error(Abandoned())
+            raise
+        self._flights.finish(_KEYS, flight)
+        flight.set_result(None)
 
     def _jwks_request(self) -> "Request":
         from .._http._models import Request
@@ -442,9 +441,9 @@ class JwksVerifier:
         ttl = max(ttl, self._min_cache_ttl)
         with self._lock:
             previous = self._keys
-            keys = KeySet.from_jwks(data, previous, self._monotonic())
+            keys = KeySet.from_jwks(data, previous, self._clock.monotonic())
             self._keys = keys
-            self._keys_expire = self._monotonic() + ttl
+            self._keys_expire = self._clock.monotonic() + ttl
         if previous is None or previous.generation != keys.generation:
             usable = sum(1 for entry in keys.entries if entry.key is not None)
             level = logging.INFO if usable else logging.WARNING
@@ -454,7 +453,7 @@ class JwksVerifier:
         with self._lock:
             keys = self._keys
             if keys is not None:  # keep the last good set; try again after the cooldown
-                self._keys_expire = self._monotonic() + min(self._cooldown, self._cache_ttl)
+                self._keys_expire = self._clock.monotonic() + min(self._cooldown, self._cache_ttl)
         if keys is None:
             log.warning("JWKS fetch from %s failed: %s", self._jwks_url, exc.message)
         else:
@@ -464,47 +463,36 @@ class JwksVerifier:
                 self._jwks_url,
                 exc.message,
                 len(keys.kids),
-                self._monotonic() - keys.fetched_at if keys.fetched_at is not None else -1.0,
+                self._clock.monotonic() - keys.fetched_at if keys.fetched_at is not None else -1.0,
             )
 
     # ----------------------------------------------------------------- revocation
 
-    def _load_revocation_sync(self) -> None:
+    def _load_revocation_plan(self) -> Plan[None]:
+        """The first revocation list, loaded once for everyone; then the poller keeps it fresh."""
         revocation = self._revocation
         assert revocation is not None
-        flight, leader = self._revocation_flight.begin()
+        flight, leader = self._flights.lead_or_join(_REVOCATION)
         if not leader:
-            flight.wait(self._timeout * 2 + 1.0)
+            try:
+                yield Join(flight, self._timeout * 2 + 1.0)
+            except (OculusError, Abandoned):
+                pass  # judged below by whether a list is there
         else:
-            error: Optional[BaseException] = None
             try:
                 if revocation.last_success is None:
-                    revocation.refresh()
+                    yield from revocation.refresh_plan()
             except OculusError as exc:
-                error = exc
-            finally:
-                self._revocation_flight.finish(flight, error)
+                self._flights.finish(_REVOCATION, flight)
+                flight.set_error(exc)
+                raise
+            except BaseException:
+                self._flights.finish(_REVOCATION, flight)
+                flight.set_error(Abandoned())
+                raise
+            self._flights.finish(_REVOCATION, flight)
+            flight.set_result(None)
         if revocation.last_success is None:
-            raise flight.error or OculusError("the revocation list could not be loaded")
-        if not self._closed:
-            revocation.start()
-
-    async def _load_revocation_async(self) -> None:
-        revocation = self._revocation
-        assert revocation is not None
-        flight, leader = self._revocation_flight.begin()
-        if not leader:
-            await flight.wait_async()
-        else:
-            error: Optional[BaseException] = None
-            try:
-                if revocation.last_success is None:
-                    await revocation.arefresh()
-            except OculusError as exc:
-                error = exc
-            finally:
-                self._revocation_flight.finish(flight, error)
-        if revocation.last_success is None:
-            raise flight.error or OculusError("the revocation list could not be loaded")
+            raise OculusError("the revocation list could not be loaded from {}".format(revocation.url))
         if not self._closed:
             revocation.start()

@@ -89,21 +89,21 @@ def test_cache_drops_expired_entries_before_live_ones():
     now = 100.0
 
     def entry(key, lifetime):
-        refresh_at, block_at, expires = timing(now - 1, lifetime, 10.0)
-        return Entry("t-" + key, key, refresh_at, block_at, expires, 0.0)
+        refresh_at, margin_at, expires = timing(now - 1, lifetime, 10.0)
+        return Entry("t-" + key, key, refresh_at, margin_at, expires, 0.0)
 
     cache.put(entry("live-old", 600), now)
     cache.put(entry("dead", 0.5), now)  # already expired at `now`
     cache.put(entry("live-new", 600), now)
-    assert set(cache.entries) == {"live-old", "live-new"}
+    assert set(cache.lru) == {"live-old", "live-new"}
 
 
 def test_timing_shrinks_the_margin_for_short_lifetimes():
-    refresh_at, block_at, expires = timing(0.0, 600.0, 10.0)
-    assert (refresh_at, block_at, expires) == (530.0, 590.0, 600.0)
-    refresh_at, block_at, expires = timing(0.0, 8.0, 10.0)
-    assert 0 < refresh_at < block_at < expires == 8.0
-    assert block_at == 6.0
+    refresh_at, margin_at, expires = timing(0.0, 600.0, 10.0)
+    assert (refresh_at, margin_at, expires) == (530.0, 590.0, 600.0)
+    refresh_at, margin_at, expires = timing(0.0, 8.0, 10.0)
+    assert 0 < refresh_at < margin_at < expires == 8.0
+    assert margin_at == 6.0
 
 
 def test_single_flight_64_threads_and_64_tasks(emulator, make_client, token_requests):
@@ -172,7 +172,7 @@ def test_refresh_ahead_renews_in_background(emulator, make_client, token_request
     # Every call in between got a token; the old one was served while the new one was fetched.
     assert first in seen
     assert token_requests() >= 2
-    refreshers = [t for t in threading.enumerate() if t.name.startswith("oculus-lite-refresh")]
+    refreshers = [t for t in threading.enumerate() if t.name.startswith("oculus-lite-worker")]
     assert refreshers and all(t.daemon for t in refreshers)
     client.stop()
     for t in refreshers:
@@ -188,7 +188,7 @@ def test_refresh_token_grant_is_used_and_rotating_tokens_coalesce(emulator, make
     first = client.get_token("db:read")
     # Wait (without calling get_token, so no refresh ahead starts) until callers must block.
     entry = client._cache.get("db:read")
-    wait_until(lambda: entry.block_at <= time.monotonic())
+    wait_until(lambda: entry.margin_at <= time.monotonic())
     barrier = threading.Barrier(64)
     results, errors = [], []
 
@@ -219,7 +219,7 @@ def test_failed_refresh_keeps_the_valid_token(emulator, make_client):
     entry = client._cache.get("db:read")
     emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 503, "every": 1}])
     # Inside the refresh window and the margin, callers keep getting the still-valid token.
-    wait_until(lambda: time.monotonic() >= entry.block_at)
+    wait_until(lambda: time.monotonic() >= entry.margin_at)
     while time.monotonic() < entry.expires - 0.3:
         assert client.get_token("db:read") == first
         time.sleep(0.05)

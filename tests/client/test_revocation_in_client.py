@@ -28,7 +28,7 @@ def test_poller_starts_with_the_first_token_and_stops(emulator, make_client):
     client = make_client(revocation_interval=0.2)
 
     def names():
-        return {t.name for t in threading.enumerate() if "revocation" in t.name}
+        return {t.name for t in threading.enumerate() if t.name.startswith("oculus-lite-worker")}
 
     assert not names()
     info = client.get_token_info("db:read")

@@ -120,14 +120,3 @@ def client(otp_agent: Any) -> Iterator[Any]:
 
     with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url) as c:
         yield c
-
-
-@pytest.fixture(autouse=True)
-def _restore_permission_logger() -> Iterator[None]:
-    """``debug=True`` raises this logger's level for the process; put it back."""
-    import logging
-
-    logger = logging.getLogger("oculus_lite.permissions")
-    level = logger.level
-    yield
-    logger.setLevel(level)

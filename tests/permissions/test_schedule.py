@@ -1,11 +1,13 @@
 """The polling schedule and the emulator's configuration, without waiting in real time."""
 
 import datetime as dt
+import logging
 from typing import Any, List
 
 import pytest
 
 from oculus_lite import ApprovalTimeoutError, Permission, PermissionClient, PermissionStatus
+from oculus_lite._engine import SYSTEM_CLOCK
 from oculus_lite.emulator import Emulator
 from oculus_lite.permissions._plans import _Waiter
 
@@ -22,7 +24,7 @@ def _pending(expires_in: float = 3600.0) -> Permission:
 
 
 def test_backoff_starts_at_poll_interval_and_caps_at_10_s() -> None:
-    waiter = _Waiter("perm_1", timeout=3600.0, poll_interval=2.0)
+    waiter = _Waiter("perm_1", 3600.0, 2.0, SYSTEM_CLOCK, logging.getLogger("test"))
     delays: List[float] = []
     for _ in range(7):
         step = waiter.next_step(_pending(), None)
@@ -32,26 +34,26 @@ def test_backoff_starts_at_poll_interval_and_caps_at_10_s() -> None:
 
 
 def test_retry_after_is_honoured_and_expiry_wakes_up_early() -> None:
-    waiter = _Waiter("perm_1", timeout=3600.0, poll_interval=2.0)
+    waiter = _Waiter("perm_1", 3600.0, 2.0, SYSTEM_CLOCK, logging.getLogger("test"))
     assert waiter.next_step(None, 7.0) == 7.0  # a 429 said: come back in 7 s
     step = waiter.next_step(_pending(expires_in=0.5), None)
     assert isinstance(step, float) and 0.05 <= step <= 0.56
 
 
 def test_final_statuses_and_timeout() -> None:
-    waiter = _Waiter("perm_1", timeout=3600.0, poll_interval=2.0)
+    waiter = _Waiter("perm_1", 3600.0, 2.0, SYSTEM_CLOCK, logging.getLogger("test"))
     denied = Permission(id="perm_1", status=PermissionStatus.DENIED, reason="no")
     assert waiter.next_step(denied, None) is denied
     expired = waiter.next_step(_pending(expires_in=-1), None)
     assert isinstance(expired, Permission) and expired.status is PermissionStatus.EXPIRED
-    done = _Waiter("perm_9", timeout=0.0, poll_interval=2.0)
+    done = _Waiter("perm_9", 0.0, 2.0, SYSTEM_CLOCK, logging.getLogger("test"))
     with pytest.raises(ApprovalTimeoutError) as info:
         done.next_step(_pending(), None)
     assert info.value.permission_id == "perm_9"
 
 
 def test_poll_interval_above_the_cap_is_kept() -> None:
-    waiter = _Waiter("perm_1", timeout=3600.0, poll_interval=30.0)
+    waiter = _Waiter("perm_1", 3600.0, 30.0, SYSTEM_CLOCK, logging.getLogger("test"))
     assert [waiter.next_step(_pending(), None) for _ in range(2)] == [30.0, 30.0]
 
 

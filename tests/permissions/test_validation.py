@@ -143,7 +143,7 @@ def test_plain_http_refused_for_remote_hosts(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"timeout": 0}, "timeout must be a positive"),
+        ({"timeout": 0}, "timeout must be > 0"),
         ({"retries": -1}, "retries must be an int"),
         ({"retries": True}, "retries must be an int"),
         ({"api_key": "ak\nx"}, "api_key contains a control"),
@@ -159,11 +159,21 @@ def test_bad_configuration(kwargs: Dict[str, Any], message: str) -> None:
         AsyncPermissionClient(**kwargs)
 
 
-def test_debug_sets_the_logger_level() -> None:
+def test_debug_logs_this_client_only_and_changes_no_global_logger(otp_agent: Any, caplog: Any) -> None:
+    """debug=True used to set the process-wide ``oculus_lite.permissions`` logger to DEBUG."""
     import logging
 
-    PermissionClient(api_key="ak_x", debug=True).close()
-    assert logging.getLogger("oculus_lite.permissions").level == logging.DEBUG
+    module_logger = logging.getLogger("oculus_lite.permissions")
+    before = module_logger.level
+    with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url, debug=True) as loud:
+        loud.request_permission("files.read", {"max": 1})
+    assert module_logger.level == before and not module_logger.isEnabledFor(logging.DEBUG)
+    loud_records = [r for r in caplog.records if r.levelno == logging.DEBUG and r.name == module_logger.name]
+    assert any("files.read" in r.getMessage() for r in loud_records)
+    caplog.clear()
+    with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url) as quiet:
+        quiet.request_permission("files.read", {"max": 1})
+    assert not [r for r in caplog.records if r.levelno == logging.DEBUG]
 
 
 def test_emulator_rejects_what_the_client_would(otp_agent: Any) -> None:

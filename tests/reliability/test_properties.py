@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from oculus_lite._config import check_text, validate_base_url  # noqa: E402
+from oculus_lite._engine import SYSTEM_CLOCK  # noqa: E402
 from oculus_lite._http import _send as _http  # noqa: E402
 from oculus_lite.exceptions import (  # noqa: E402
     ConfigurationError,
@@ -157,20 +158,20 @@ ENDPOINT = TokenEndpoint("http://127.0.0.1:9", "id", SECRET, timeout=10.0, margi
 def test_token_response_parsing_never_escapes_the_hierarchy(status, hdrs, body):
     sent_at = time.monotonic()
     try:
-        entry = ENDPOINT.parse("db:read", Response(status, hdrs, body), sent_at)
+        entry = ENDPOINT.parse("db:read", Response(status, hdrs, body), sent_at, SYSTEM_CLOCK)
     except OculusError as exc:
         assert isinstance(exc, OculusAPIError) and SECRET not in str(exc)
         return
     data = json.loads(body.decode("utf-8"))
     assert entry.token == data["access_token"] and isinstance(entry.token, str) and entry.token
     assert sent_at <= entry.expires <= sent_at + 366 * 86400.0
-    assert entry.refresh_at <= entry.block_at <= entry.expires
+    assert entry.refresh_at <= entry.margin_at <= entry.expires
     assert entry.refresh_token is None or isinstance(entry.refresh_token, str)
 
 
 def test_token_response_with_a_huge_integer_lifetime():
     body = b'{"access_token": "t", "expires_in": 1' + b"0" * 400 + b"}"
-    entry = ENDPOINT.parse("db:read", Response(200, {}, body), time.monotonic())
+    entry = ENDPOINT.parse("db:read", Response(200, {}, body), time.monotonic(), SYSTEM_CLOCK)
     assert entry.token == "t"
 
 

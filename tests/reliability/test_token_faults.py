@@ -124,7 +124,7 @@ def test_valid_token_is_served_while_the_endpoint_fails(emulator, short_client, 
     # the whole life of the token was covered, through STALE and (unless the server hangs) MARGIN
     assert any(t >= entry.refresh_at for _, _, t in served)
     if name != "delay":  # a hung refresh holds MARGIN callers until expiry, then they get the error
-        assert any(t >= entry.block_at for _, _, t in served)
+        assert any(t >= entry.margin_at for _, _, t in served)
     assert all(value == first for _, value, _ in served)
     # an error reaches a caller only once the token has really run out
     assert all(t >= entry.expires for _, _, t in errors)

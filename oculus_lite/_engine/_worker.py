@@ -1,0 +1,170 @@
+"""The background worker: one daemon thread per owner (a client, a verifier, a revocation
+list) running its periodic and one-off jobs: refresh ahead, revocation polling, governance
+sync.
+
+How it works: jobs are named; each has a due time on the owner's clock. The thread sleeps
+until the earliest one is due (``Clock.wait_until``, woken early by ``schedule``/``stop``),
+runs it, and reschedules it when the job returns a delay. It holds its owner only weakly:
+between jobs nothing keeps the owner alive, and when the owner is garbage-collected the
+thread ends. A job that raises is logged with its traceback and retried later: the thread
+never dies silently. It is a daemon, so it never keeps the interpreter alive; ``stop()``
+waits at most the timeout it is given. In a forked child the thread does not exist: the
+worker forgets it and starts a new one on the next ``schedule``/``ensure_running``.
+"""
+
+import logging
+import threading
+import weakref
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ._clock import Clock
+from ._fork import after_fork_in_child
+
+__all__ = ["Job", "Worker"]
+
+log = logging.getLogger("oculus_lite")
+
+#: A job: called with the owner; returns seconds until it should run again, or None.
+Job = Callable[[Any], Optional[float]]
+
+#: How long a job that raised waits before its next try.
+RETRY_AFTER_CRASH = 5.0
+
+
+class Worker:
+    """Runs an owner's named jobs on one daemon thread, started on first use."""
+
+    def __init__(self, owner: object, name: str, clock: Clock) -> None:
+        self._owner = weakref.ref(owner)
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._jobs: Dict[str, Tuple[float, Job]] = {}
+        self._thread: Optional[threading.Thread] = None
+        self._stopped = False
+        # When the owner is collected, end the thread at once instead of at its next job.
+        weakref.finalize(owner, Worker._halt, weakref.ref(self))
+        after_fork_in_child(self, Worker._forget_thread)
+
+    def __repr__(self) -> str:
+        return "Worker({!r}, jobs={}, running={})".format(self.name, sorted(self._jobs), self.running)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def has(self, name: str) -> bool:
+        return name in self._jobs
+
+    def schedule(self, name: str, delay: float, job: Job) -> None:
+        """Run ``job`` in ``delay`` seconds (replacing a job of the same name)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._jobs[name] = (self._clock.monotonic() + max(0.0, delay), job)
+            self._start_locked()
+        self._wakeup.set()
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            self._jobs.pop(name, None)
+
+    def ensure_running(self) -> None:
+        """Start the thread again if jobs are waiting and it is gone (after a fork)."""
+        if self._jobs and not self.running:
+            with self._lock:
+                if not self._stopped:
+                    self._start_locked()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the thread; wait at most ``timeout`` s. True when it has ended."""
+        with self._lock:
+            self._stopped = True
+            self._jobs.clear()
+            thread = self._thread
+        self._wakeup.set()
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(max(0.0, timeout))
+        return not thread.is_alive()
+
+    def signal_stop(self) -> Optional[threading.Thread]:
+        """Stop without waiting; returns the thread to join elsewhere (e.g. off the event loop)."""
+        with self._lock:
+            self._stopped = True
+            self._jobs.clear()
+            thread = self._thread
+        self._wakeup.set()
+        return thread if thread is not threading.current_thread() else None
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _halt(ref: "weakref.ref[Worker]") -> None:
+        worker = ref()
+        if worker is not None:
+            worker.signal_stop()
+
+    def _forget_thread(self) -> None:
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread = None
+
+    def _start_locked(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        thread.start()
+        self._thread = thread
+
+    def _next(self) -> Tuple[Optional[str], float, Optional[Job]]:
+        with self._lock:
+            if self._stopped:
+                raise _Stop
+            if not self._jobs:
+                return None, 0.0, None
+            name = min(self._jobs, key=lambda n: self._jobs[n][0])
+            due, job = self._jobs[name]
+            return name, due, job
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wakeup.clear()
+                name, due, job = self._next()
+                if job is None or due > self._clock.monotonic():
+                    idle = due if job is not None else self._clock.monotonic() + 3600.0
+                    self._clock.wait_until(idle, self._wakeup)
+                    continue
+                assert name is not None
+                with self._lock:
+                    if self._jobs.get(name, (None, None))[1] is job:
+                        del self._jobs[name]
+                self._run_job(name, job)
+        except _Stop:
+            pass
+        log.debug("worker %s stopped", self.name)
+
+    def _run_job(self, name: str, job: Job) -> None:
+        owner = self._owner()
+        if owner is None:
+            raise _Stop
+        try:
+            again = job(owner)
+        except BaseException:  # never die silently; try again later
+            log.exception(
+                "background job %r of %s failed; retrying in %g s", name, self.name, RETRY_AFTER_CRASH
+            )
+            again = RETRY_AFTER_CRASH
+        finally:
+            del owner  # hold the owner only while its job runs
+        if again is not None:
+            with self._lock:
+                if name not in self._jobs and not self._stopped:
+                    self._jobs[name] = (self._clock.monotonic() + max(0.0, again), job)
+
+
+class _Stop(Exception):
+    pass
