@@ -60,7 +60,7 @@ log = logging.getLogger("oculus_lite.client")
 _MAX_AUDIENCE_LEN = 2048
 _MEMO_LIMIT = 4096
 #: How much longer than its own timeout a caller waits for a fetch another caller leads.
-_JOIN_SLACK = 5.0
+_JOIN_SLACK = 1.0
 
 
 class Client:

@@ -1,0 +1,96 @@
+"""Lifecycle rules of the clients: closing from coroutines never blocks the loop, close() is
+synchronous everywhere, background threads hold their client weakly."""
+
+import asyncio
+import gc
+import threading
+import weakref
+from typing import Any
+
+import pytest
+
+from oculus_lite import AsyncPermissionClient, Client, ClientClosedError
+from oculus_lite._http._models import Request, Response
+from oculus_lite._http._urllib import UrllibTransport
+
+
+class _BlockingRevocation(UrllibTransport):
+    """The real transport, except that revocation polls block until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polling = threading.Event()
+        self.release = threading.Event()
+
+    def request(self, request: Request) -> Response:
+        if request.url.endswith("/oauth/revoked-tokens"):
+            self.polling.set()
+            self.release.wait(60)
+        return super().request(request)
+
+
+def _workers():
+    return [t for t in threading.enumerate() if t.name.startswith("oculus-lite-worker")]
+
+
+def test_aclose_waits_for_the_worker_off_the_event_loop(emulator, agent):
+    """aclose() used to join threads on the loop: a callback scheduled before it could not run
+    until the join timed out, with the poller still alive."""
+    transport = _BlockingRevocation()
+    client = Client(agent.client_id, agent.client_secret, emulator.url, transport=transport, timeout=5)
+
+    async def main() -> None:
+        await client.aget_token("db:read")  # the first token starts revocation polling
+        assert await asyncio.get_running_loop().run_in_executor(None, transport.polling.wait, 10)
+        worker = client._worker._thread
+        asyncio.get_running_loop().call_soon(transport.release.set)  # runs only if aclose yields
+        await client.aclose()
+        assert worker is not None and not worker.is_alive()
+
+    asyncio.run(main())
+    assert client.closed
+
+
+def test_async_permission_client_close_works_without_await(emulator):
+    """AsyncPermissionClient.close() was a coroutine: calling it without await closed nothing."""
+    emulator.otp.add_agent("ak_close_test", "closer")
+    client = AsyncPermissionClient(api_key="ak_close_test", base_url=emulator.url)
+    client.close()  # no await
+    assert client.closed
+
+    async def later() -> None:
+        with pytest.raises(ClientClosedError):
+            await client.request_permission("files.read", {"n": 1})
+        await client.close()  # awaiting still works, and is idempotent
+        await client.aclose()
+
+    asyncio.run(later())
+
+
+def test_a_dropped_client_ends_its_worker(emulator, agent):
+    """Background threads hold the client weakly: dropping it without stop() ends them."""
+    client: Any = Client(agent.client_id, agent.client_secret, emulator.url, revocation_interval=0.5)
+    client.get_token("db:read")
+    worker = client._worker._thread
+    assert worker is not None and worker.is_alive()
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None
+    worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_stop_returns_within_the_timeout_when_the_poller_is_stuck(emulator, agent):
+    """stop() joined the poller for its own 10 s timeout + 1; now the client's timeout bounds it."""
+    transport = _BlockingRevocation()
+    client = Client(agent.client_id, agent.client_secret, emulator.url, transport=transport, timeout=0.5)
+    client.get_token("db:read")
+    assert transport.polling.wait(10)
+    done = threading.Event()
+    stopper = threading.Thread(target=lambda: (client.stop(), done.set()))
+    stopper.start()
+    # The poller is blocked for up to 60 s; stop() must come back long before that.
+    assert done.wait(30)
+    transport.release.set()
+    stopper.join(10)
