@@ -47,11 +47,14 @@ from ..exceptions import (
     ValidationError,
 )
 from ._cache import CacheKey, Entry, EntryState, TokenCache
+from ._fleet import FleetCache
 from ._models import Token
 from ._oauth import TokenEndpoint, normalise_scope, token_plan
+from ._store import TokenStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..verify._revocation import RevocationList
+    from ..verify._verifier import JwksVerifier
 
 __all__ = ["Client", "OculusClient"]
 
@@ -85,6 +88,9 @@ class Client:
         verify: TLS verification for a transport built from a name (True, CA bundle path,
             SSLContext).
         clock: where time comes from (``oculus_lite.ManualClock`` in tests).
+        store: a ``TokenStore`` shared by the processes of a fleet (``FileTokenStore`` for one
+            host, ``oculus_lite_redis.RedisTokenStore`` for many), so the fleet asks for one
+            token per key per lifetime. The in-process cache stays in front of it.
 
     Example::
 
@@ -111,6 +117,7 @@ class Client:
         allow_insecure_http: bool = False,
         verify: VerifyTypes = True,
         clock: Optional[Clock] = None,
+        store: Optional[TokenStore] = None,
     ) -> None:
         client_id, _ = from_env(client_id, CLIENT_ID_VARS)
         client_secret, _ = from_env(client_secret, CLIENT_SECRET_VARS)
@@ -164,6 +171,20 @@ class Client:
         self._revocation: Optional["RevocationList"] = None
         self._refresh_queue: List[CacheKey] = []
         self._worker = Worker(self, "oculus-lite-worker[{}]".format(client_id), self._clock)
+        self._fleet: Optional[FleetCache] = None
+        if store is not None and client_id and client_secret:
+            self._fleet = FleetCache(
+                store,
+                token_url=self.base_url + "/oauth/token",
+                client_id=client_id,
+                client_secret=client_secret,
+                clock=self._clock,
+                timeout=self._timeout,
+                margin=margin,
+                verifier=_WeakCall(self, Client._verifier),
+                on_lease=_WeakCall(self, Client._extend_leases_soon),
+            )
+        self._jwks: Optional["JwksVerifier"] = None
         after_fork_in_child(self, Client._after_fork)
 
     def __repr__(self) -> str:
@@ -215,6 +236,19 @@ class Client:
     async def aget_token_info(self, scope: str, audience: Optional[str] = None) -> Token:
         entry = await arun(self._entry_plan(scope, audience), self._transport, self._clock.asleep)
         return self._token_from(entry)
+
+    def invalidate_token(self, token: str) -> bool:
+        """Forget ``token`` (say a downstream service answered 401 to it): the next call gets a
+        new one. With a shared store the fleet refetches once, not once per process. True when
+        this client held it."""
+        return run(self._invalidate_plan(token), self._transport, self._sleep)
+
+    async def ainvalidate_token(self, token: str) -> bool:
+        return await arun(self._invalidate_plan(token), self._transport, self._clock.asleep)
+
+    def store_stats(self) -> Dict[str, int]:
+        """Counters of the shared store's use (hits, leases won, waits, local fetches, errors)."""
+        return dict(self._fleet.stats) if self._fleet is not None else {}
 
     def check_revocation(self) -> bool:
         """Fetch the revocation list now; True when it changed. Cached revoked tokens are dropped."""
@@ -389,9 +423,14 @@ class Client:
         """Lead one fetch and settle its flight (never raises an ``Exception``)."""
         try:
             refresh_token, deadline = self._fetch_bounds(key)
-            entry = yield from token_plan(
-                endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock
-            )
+            if self._fleet is not None:
+                entry = yield from self._fleet.fetch_plan(
+                    endpoint, key, refresh_token, deadline=deadline, policy=self._policy
+                )
+            else:
+                entry = yield from token_plan(
+                    endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock
+                )
         except BaseException as exc:
             self._settle(key, flight, None, exc)
             if not isinstance(exc, Exception):
@@ -456,6 +495,36 @@ class Client:
 
     _restart_worker = False
 
+    def _invalidate_plan(self, token: str) -> Plan[bool]:
+        with self._lock:
+            found = [entry for entry in self._cache.entries() if entry.token == token]
+            for entry in found:
+                self._cache.remove(entry.key)
+        if self._fleet is not None:
+            for entry in found:
+                yield from self._fleet.invalidate_plan(entry.key, token)
+        return bool(found)
+
+    def _verifier(self) -> "JwksVerifier":
+        """The issuer's JWKS verifier (shared tokens are checked with it before use)."""
+        with self._lock:
+            if self._jwks is None:
+                from ..verify._verifier import JwksVerifier
+
+                self._jwks = JwksVerifier(
+                    self.base_url,
+                    check_revocation=False,
+                    transport=self._transport,
+                    timeout=self._timeout,
+                    clock=self._clock,
+                )
+            return self._jwks
+
+    def _extend_leases_soon(self) -> None:
+        from ._fleet import LEASE_SECONDS
+
+        self._worker.schedule("leases", LEASE_SECONDS / 3.0, _lease_job)
+
     def _revocation_list(self) -> "RevocationList":
         with self._lock:
             self._check_open()
@@ -506,6 +575,10 @@ class Client:
                 if self._cache.get(entry.key) is entry:
                     self._cache.put(entry.revoked_copy(jti), now)
         log.warning("%d cached token(s) were revoked by the server", len(hits))
+        fleet = self._fleet
+        if fleet is not None:  # one compare-and-delete each: the fleet refetches once
+            for entry, _ in hits:
+                run(fleet.invalidate_plan(entry.key, entry.token), self._transport, self._sleep)
 
     # ------------------------------------------------------------------ helpers
 
@@ -553,6 +626,12 @@ def _refresh_job(client: Client) -> Optional[float]:
     return None
 
 
+def _lease_job(client: Client) -> Optional[float]:
+    """Worker job: extend the shared-store leases of fetches under way."""
+    fleet = client._fleet
+    return fleet.extend_leases() if fleet is not None else None
+
+
 def _revocation_job(client: Client) -> Optional[float]:
     """Worker job: poll the revocation list; the delay until the next poll."""
     revocation = client._revocation
@@ -566,14 +645,15 @@ class _WeakCall:
 
     __slots__ = ("_ref", "_fn")
 
-    def __init__(self, obj: Client, fn: Callable[[Client, FrozenSet[str]], None]) -> None:
+    def __init__(self, obj: Client, fn: Callable[..., Any]) -> None:
         self._ref = weakref.ref(obj)
         self._fn = fn
 
-    def __call__(self, revoked: FrozenSet[str]) -> None:
+    def __call__(self, *args: Any) -> Any:
         obj = self._ref()
-        if obj is not None:
-            self._fn(obj, revoked)
+        if obj is None:
+            raise ClientClosedError("the client was garbage-collected")
+        return self._fn(obj, *args)
 
 
 #: The official SDK's name for the same class.

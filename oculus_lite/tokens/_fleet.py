@@ -1,0 +1,243 @@
+"""The fleet half of single flight: how a client's leader uses a shared ``TokenStore`` so a
+whole fleet asks the token service for one token per key per lifetime.
+
+The protocol (``reference/fleet-token-store.md`` section 2.3), run by the in-process leader
+of a miss, written once as a plan so threads and coroutines share it:
+
+1. Read the store. A token with more life left than the refresh margin is adopted (after a
+   signature check against the issuer's JWKS when the store cannot authenticate values
+   itself) without calling the token service.
+2. A fleet-wide cool-down (another process got 429 with Retry-After) answers
+   ``RateLimitError`` at once: the caller's still-valid token keeps being served meanwhile.
+3. Take the lease. The winner fetches, writes the token (the store keeps whichever lives
+   longer), releases the lease. While its fetch runs, the client's background worker
+   extends the lease, so a leader killed mid-fetch frees the key within one lease period.
+   A 429 with Retry-After becomes a fleet cool-down.
+4. A loser polls the store with jittered backoff until the token appears, takes the lease
+   over when it lapses, and never waits past the point where its own deadline leaves time
+   for a fetch of its own: then it fetches locally (a bounded duplicate, never an error).
+
+Store faults never reach callers: any exception from a store is logged (once per cool-off)
+and the store is skipped for a jittered cool-off period, during which the client works
+exactly as it does without a store.
+"""
+
+import logging
+import random
+import secrets
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+
+from .._engine._clock import Clock
+from .._engine._plan import Offload, Plan, Sleep
+from .._http._send import RetryPolicy
+from ..exceptions import OculusError, RateLimitError
+from ._cache import CacheKey, Entry, timing
+from ._oauth import TokenEndpoint, token_plan
+from ._store import SharedToken, StoreKey, TokenStore, key_material_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..verify._verifier import JwksVerifier
+
+__all__ = ["FleetCache"]
+
+log = logging.getLogger("oculus_lite.store")
+
+#: How long a lease lives without being extended; the worker extends it every third of that.
+LEASE_SECONDS = 3.0
+#: How long the client leaves a failing store alone (jittered up to twice this).
+STORE_COOL_OFF = 10.0
+_FIRST_POLL, _POLL_GROWTH, _MAX_POLL = 0.025, 1.5, 0.25
+
+
+class FleetCache:
+    """One client's view of a shared store: keys, the breaker, leases under way, counters."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        timeout: float,
+        margin: float,
+        verifier: Optional[Callable[[], "JwksVerifier"]] = None,
+        on_lease: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.store = store
+        self._token_url = token_url
+        self._client_id = client_id
+        self._material = key_material_for(client_secret)
+        self._clock = clock
+        self._timeout = timeout
+        self._margin = margin
+        # Stores that cannot authenticate values themselves (the stdlib file store) ask for a
+        # signature check of every token read before it is trusted.
+        self._verifier = verifier if getattr(store, "verify_reads", False) else None
+        self._on_lease = on_lease
+        self._lock = threading.Lock()
+        self._skip_until = 0.0
+        self._leases: Dict[str, Tuple[StoreKey, str]] = {}  # owner -> (key, owner) under way
+        self.stats: Dict[str, int] = {
+            "store_hits": 0,
+            "leases_won": 0,
+            "waits": 0,
+            "local_fetches": 0,
+            "store_errors": 0,
+            "cool_downs": 0,
+            "rejected_reads": 0,
+        }
+
+    def key(self, key: CacheKey) -> StoreKey:
+        scope, audience = (key, None) if isinstance(key, str) else key
+        return StoreKey.build(self._token_url, self._client_id, scope, audience, self._material)
+
+    # ------------------------------------------------------------------ the protocol
+
+    def fetch_plan(
+        self,
+        endpoint: TokenEndpoint,
+        key: CacheKey,
+        refresh_token: Optional[str],
+        *,
+        deadline: float,
+        policy: RetryPolicy,
+    ) -> Plan[Entry]:
+        """A token for ``key``: from the store, from the fleet's one leader, or fetched here."""
+        skey = self.key(key)
+        shared = yield from self._read(skey, key)
+        if shared is not None:
+            return shared
+        cooling = yield from self._call("cooling", self.store.cooling, skey)
+        if isinstance(cooling, (int, float)) and cooling > 0:
+            self._count("cool_downs")
+            raise RateLimitError(
+                "token request not sent: the fleet is cooling down after a 429 from the token "
+                "service; retry in {:.1f} s".format(cooling),
+                code="fleet_cool_down",
+                retry_after=float(cooling),
+            )
+        owner = secrets.token_hex(16)
+        won = yield from self._call("acquire", self.store.acquire, skey, owner, LEASE_SECONDS)
+        delay = _FIRST_POLL
+        reserve = self._timeout / 2.0  # time kept for a fetch of our own, should the leader vanish
+        while won is False:
+            self._count("waits")
+            if self._clock.monotonic() + delay + reserve >= deadline:
+                break  # our own deadline comes first: fetch here
+            yield Sleep(random.uniform(delay / 2.0, delay))
+            delay = min(delay * _POLL_GROWTH, _MAX_POLL)
+            shared = yield from self._read(skey, key)
+            if shared is not None:
+                return shared
+            won = yield from self._call("acquire", self.store.acquire, skey, owner, LEASE_SECONDS)
+        if won is True:
+            self._count("leases_won")
+            with self._lock:
+                self._leases[owner] = (skey, owner)
+            if self._on_lease is not None:
+                self._on_lease()  # the worker extends the lease while the fetch runs
+        else:
+            self._count("local_fetches")
+        try:
+            entry = yield from token_plan(
+                endpoint, key, refresh_token, deadline=deadline, policy=policy, clock=self._clock
+            )
+        except RateLimitError as exc:
+            if exc.retry_after is not None and exc.retry_after > 0:
+                yield from self._call("cool_down", self.store.cool_down, skey, exc.retry_after)
+            raise
+        finally:
+            if won is True:
+                with self._lock:
+                    self._leases.pop(owner, None)
+                yield from self._call("release", self.store.release, skey, owner)
+        remaining = entry.expires - self._clock.monotonic()
+        if remaining > 0:
+            extra = entry.extra or {}
+            token = SharedToken(
+                entry.token,
+                remaining,
+                extra.get("token_type", "Bearer"),
+                extra.get("scope"),
+                extra.get("sdk_service_token"),
+            )
+            yield from self._call("put", self.store.put, skey, token)
+        return entry
+
+    def invalidate_plan(self, key: CacheKey, access_token: str) -> Plan[None]:
+        """Drop the shared token only if it is still exactly ``access_token`` (compare-and-delete):
+        the fleet refetches once, not once per process."""
+        yield from self._call("invalidate", self.store.invalidate, self.key(key), access_token)
+
+    def extend_leases(self) -> Optional[float]:
+        """Worker job: keep our leases alive while their fetches run."""
+        with self._lock:
+            leases = list(self._leases.values())
+        for skey, owner in leases:
+            try:
+                self.store.extend(skey, owner, LEASE_SECONDS)
+            except Exception as exc:  # the lease will lapse: at most a duplicate fetch elsewhere
+                self._fault("extend", exc)
+        return LEASE_SECONDS / 3.0 if leases else None
+
+    @property
+    def has_leases(self) -> bool:
+        return bool(self._leases)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _read(self, skey: StoreKey, key: CacheKey) -> Plan[Optional[Entry]]:
+        shared = yield from self._call("get", self.store.get, skey)
+        if not isinstance(shared, SharedToken) or shared.expires_in <= self._margin:
+            return None
+        verifier = self._verifier
+        if verifier is not None:
+            try:
+                yield from verifier()._verify_plan(shared.access_token)
+            except OculusError as exc:
+                self._count("rejected_reads")
+                log.warning("a shared token failed verification (%s); fetching a new one", type(exc).__name__)
+                return None
+        self._count("store_hits")
+        now = self._clock.monotonic()
+        refresh_at, margin_at, expires = timing(now, shared.expires_in, self._margin)
+        extra: Dict[str, Any] = {}
+        if shared.scope is not None:
+            extra["scope"] = shared.scope
+        if shared.token_type.lower() != "bearer":
+            extra["token_type"] = shared.token_type
+        if shared.service_token:
+            extra["sdk_service_token"] = shared.service_token
+        wall = self._clock.time() + shared.expires_in
+        return Entry(shared.access_token, key, refresh_at, margin_at, expires, wall, None, extra or None)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Plan[Any]:
+        """One store call, off the event loop; None when the store is being skipped or failed."""
+        if self._clock.monotonic() < self._skip_until:
+            return None
+        try:
+            return (yield Offload(fn, *args))
+        except Exception as exc:
+            self._fault(what, exc)
+            return None
+
+    def _fault(self, what: str, exc: Exception) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            self.stats["store_errors"] += 1
+            first = now >= self._skip_until
+            self._skip_until = now + random.uniform(STORE_COOL_OFF, 2 * STORE_COOL_OFF)
+        if first:  # rate-limited: one line per cool-off
+            log.warning(
+                "token store %s failed (%s); using this process's cache alone for the next %.0f s",
+                what,
+                type(exc).__name__,
+                self._skip_until - now,
+            )
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.stats[name] += 1
