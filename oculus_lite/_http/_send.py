@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 from .._config import CONTROL_CHARACTERS
 from .._engine._clock import Clock
 from .._engine._plan import Sleep
+from .._secret import SecretLike, scrub_text
 from ..exceptions import (
     AuthenticationError,
     ConflictError,
@@ -67,15 +68,13 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Remove every secret we sent from text a server (or a library) produced."""
-    for secret in secrets:
-        if secret and len(secret) >= 4 and secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
+def scrub(text: str, secrets: Sequence[SecretLike]) -> str:
+    """Remove every secret we sent, in every encoding we sent it in, from text a server (or a
+    library) produced."""
+    return scrub_text(text, secrets)
 
 
-def _scrub_value(value: Any, secrets: Sequence[str], depth: int = 0) -> Any:
+def _scrub_value(value: Any, secrets: Sequence[SecretLike], depth: int = 0) -> Any:
     if isinstance(value, str):
         return scrub(value, secrets)
     if depth > 8:
@@ -179,7 +178,7 @@ def error_from_response(
     response: Response,
     *,
     what: str = "request",
-    secrets: Sequence[str] = (),
+    secrets: Sequence[SecretLike] = (),
     hints: Optional[Mapping[int, str]] = None,
 ) -> OculusAPIError:
     """The typed error for a response that is not 2xx/304. Secrets we sent are scrubbed."""
@@ -223,7 +222,7 @@ def send_plan(
     deadline: float,
     clock: Clock,
     what: str = "request",
-    secrets: Sequence[str] = (),
+    secrets: Sequence[SecretLike] = (),
     hints: Optional[Mapping[int, str]] = None,
 ) -> "Plan[Response]":
     """Send ``request`` with retries until ``deadline`` (an instant on ``clock.monotonic``)."""
@@ -271,7 +270,7 @@ class _Attempts:
     deadline: float
     clock: Clock
     what: str
-    secrets: Sequence[str]
+    secrets: Sequence[SecretLike]
     hints: Optional[Mapping[int, str]]
     attempt: int = 0
 

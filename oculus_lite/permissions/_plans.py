@@ -18,6 +18,7 @@ from .._engine._plan import Call, Plan, Shield, Sleep
 from .._http._models import AsyncTransport, Request, Transport
 from .._http._registry import resolve_transport
 from .._http._send import RetryPolicy, parse_json, send_plan
+from .._secret import Private, Secret
 from .._version import __version__
 from ..exceptions import (
     ApprovalTimeoutError,
@@ -194,7 +195,7 @@ class PermissionCore:
             raise ConfigurationError(
                 "no api key: pass api_key='ak_...' or set the AGENT_OTP_API_KEY environment variable"
             )
-        self._api_key = check_text(key, "api_key", max_len=4096, error=ConfigurationError)
+        self._api_key = Secret(check_text(key, "api_key", max_len=4096, error=ConfigurationError))
         url, source = from_env(base_url, ("AGENT_OTP_URL",))
         what = "base_url" if source in (None, "argument") else source or "base_url"
         url = validate_base_url(
@@ -258,7 +259,7 @@ class PermissionCore:
         extra: Tuple[Tuple[str, str], ...] = (),
     ) -> Request:
         headers = [
-            ("Authorization", "Bearer " + self._api_key),
+            ("Authorization", "Bearer " + self._api_key.reveal()),
             ("Accept", "application/json"),
             ("User-Agent", "oculus-lite/" + __version__),
         ]
@@ -282,7 +283,7 @@ class PermissionCore:
         path: str,
         payload: Optional[Dict[str, Any]],
         what: str,
-        secrets: Tuple[str, ...] = (),
+        secrets: Tuple[Secret, ...] = (),
         deadline: Optional[float] = None,
         extra: Tuple[Tuple[str, str], ...] = (),
     ) -> Plan[Dict[str, Any]]:
@@ -366,16 +367,17 @@ class PermissionCore:
             self._check_open()
 
     def _verify_plan(self, permission_id: str, token: str) -> Plan[TokenVerification]:
-        pid, tok = check_id(permission_id), check_token(token)
+        pid, tok = check_id(permission_id), Secret(check_token(token))
         what = "token verification"
-        data = yield from self._send_plan("POST", self._path(pid, "/verify"), {"token": tok}, what, (tok,))
+        body = Private(token=tok.reveal())
+        data = yield from self._send_plan("POST", self._path(pid, "/verify"), body, what, (tok,))
         return parse_verification(data, what)
 
     def _use_plan(
         self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]]
     ) -> Plan[TokenUsage]:
-        pid, tok = check_id(permission_id), check_token(token)
-        payload: Dict[str, Any] = {"token": tok}
+        pid, tok = check_id(permission_id), Secret(check_token(token))
+        payload = Private(token=tok.reveal())
         if action_details is not None:
             payload["actionDetails"] = check_object(action_details, "action_details")
         what = "token use"

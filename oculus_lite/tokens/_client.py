@@ -39,6 +39,7 @@ from .._http._models import AsyncTransport, Transport
 from .._http._registry import resolve_transport
 from .._http._send import RetryPolicy
 from .._http._tls import VerifyTypes
+from .._secret import Secret
 from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
@@ -407,7 +408,7 @@ class Client:
 
     # ------------------------------------------------------------------ fetching
 
-    def _fetch_bounds(self, key: CacheKey) -> Tuple[Optional[str], float]:
+    def _fetch_bounds(self, key: CacheKey) -> Tuple[Optional[Secret], float]:
         """(refresh token to use, deadline): never wait past the life of the token we hold."""
         deadline = self._now() + self._timeout
         with self._lock:
@@ -417,7 +418,7 @@ class Client:
         if entry.expires > self._now():
             # End just before expiry, so a failed refresh can still hand out the valid token.
             deadline = min(deadline, entry.expires - 0.1)
-        return entry.refresh_token, deadline
+        return (Secret(entry.refresh_token) if entry.refresh_token else None), deadline
 
     def _fetch_plan(self, endpoint: TokenEndpoint, key: CacheKey, flight: Flight[Entry]) -> Plan[None]:
         """Lead one fetch and settle its flight (never raises an ``Exception``)."""

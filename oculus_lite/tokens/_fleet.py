@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 from .._engine._clock import Clock
 from .._engine._plan import Offload, Plan, Sleep
 from .._http._send import RetryPolicy
+from .._secret import Secret
 from ..exceptions import OculusError, RateLimitError
 from ._cache import CacheKey, Entry, timing
 from ._oauth import TokenEndpoint, token_plan
@@ -100,7 +101,7 @@ class FleetCache:
         self,
         endpoint: TokenEndpoint,
         key: CacheKey,
-        refresh_token: Optional[str],
+        refresh_token: Optional[Secret],
         *,
         deadline: float,
         policy: RetryPolicy,

@@ -14,6 +14,7 @@ from .._engine._clock import Clock
 from .._engine._plan import Plan
 from .._http._models import Request, Response
 from .._http._send import RetryPolicy, parse_json, send_plan
+from .._secret import Secret, SecretLike, reveal
 from ..exceptions import OculusAPIError, ValidationError
 from ._cache import CacheKey, Entry, timing
 
@@ -106,7 +107,7 @@ class TokenEndpoint:
         self.base_url = base_url
         self.url = base_url + "/oauth/token"
         self.client_id = client_id
-        self._secret = client_secret
+        self._secret = Secret(client_secret)
         self.timeout = timeout
         self.margin = margin
         self.task_id = task_id
@@ -114,12 +115,14 @@ class TokenEndpoint:
     def __repr__(self) -> str:
         return "TokenEndpoint({!r}, client_id={!r})".format(self.url, self.client_id)
 
-    def request(self, key: CacheKey, refresh_token: Optional[str] = None) -> Tuple[Request, Sequence[str]]:
+    def request(
+        self, key: CacheKey, refresh_token: Optional[SecretLike] = None
+    ) -> Tuple[Request, Sequence[Secret]]:
         """The request for ``key`` (a refresh grant when given a refresh token), and the
         secrets it carries, which the HTTP layer scrubs from anything the server says back."""
         form: List[Tuple[str, str]]
         if refresh_token is not None:
-            form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)]
+            form = [("grant_type", "refresh_token"), ("refresh_token", reveal(refresh_token))]
         else:
             form = [("grant_type", "client_credentials"), ("scope", _scope_of(key))]
             if not isinstance(key, str):
@@ -127,7 +130,7 @@ class TokenEndpoint:
             if self.task_id:
                 form.append(("task_id", self.task_id))
         # A confidential client authenticates on every grant (RFC 6749 section 6).
-        form += [("client_id", self.client_id), ("client_secret", self._secret)]
+        form += [("client_id", self.client_id), ("client_secret", self._secret.reveal())]
         request = Request(
             "POST",
             self.url,
@@ -139,7 +142,7 @@ class TokenEndpoint:
             urlencode(form).encode("ascii"),
             self.timeout,
         )
-        secrets = (self._secret,) if refresh_token is None else (self._secret, refresh_token)
+        secrets = (self._secret,) if refresh_token is None else (self._secret, Secret(reveal(refresh_token)))
         return request, secrets
 
     def hints(self, key: CacheKey) -> "_Hints":
@@ -190,7 +193,7 @@ class TokenEndpoint:
 def token_plan(
     endpoint: TokenEndpoint,
     key: CacheKey,
-    refresh_token: Optional[str],
+    refresh_token: Optional[Secret],
     *,
     deadline: float,
     policy: RetryPolicy,
