@@ -15,9 +15,19 @@ CANARY = "canary-S3CRET+/=&ü-7f3a9c"  # characters that change under form, JSON
 
 
 def _captured(exc: BaseException) -> str:
-    """Everything a crash reporter capturing locals would store, exceptions chained included."""
-    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, capture_locals=True)
-    return "".join(te.format())
+    """Everything a crash reporter capturing locals would store, exceptions chained included,
+    except the frames of this test file (whose own variables hold the canary, of course)."""
+    te: Any = traceback.TracebackException(type(exc), exc, exc.__traceback__, capture_locals=True)
+    parts: List[str] = []
+    seen = set()
+    while te is not None and id(te) not in seen:
+        seen.add(id(te))
+        parts.append("".join(te.format_exception_only()))
+        for frame in te.stack:
+            if frame.filename != __file__:
+                parts.append("{}:{} {}".format(frame.filename, frame.lineno, frame.locals))
+        te = te.__cause__ or (None if te.__suppress_context__ else te.__context__)
+    return "\n".join(parts)
 
 
 def _assert_clean(text: str) -> None:
