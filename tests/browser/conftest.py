@@ -45,9 +45,11 @@ class Page:
     def __init__(self, status: int, headers: Dict[str, str], text: str, cookies: List[str]) -> None:
         self.status, self.headers, self.text, self.cookies = status, headers, text, cookies
 
-    def field(self, name: str) -> Optional[str]:
-        """The value of the hidden input ``name`` in the first form that has one."""
-        found = re.search(r'name="{}" value="([^"]*)"'.format(re.escape(name)), self.text)
+    def field(self, name: str, form: str = "decision") -> Optional[str]:
+        """The value of the hidden input ``name`` in the form with id ``form`` (else the first one)."""
+        start = self.text.find('id="{}"'.format(form))
+        pattern = r'name="{}" value="([^"]*)"'.format(re.escape(name))
+        found = re.search(pattern, self.text[start:] if start >= 0 else self.text)
         return found.group(1) if found else None
 
 
@@ -104,6 +106,11 @@ class Approver:
 @pytest.fixture
 def approver(emulator: Emulator) -> Approver:
     return Approver(emulator)
+
+
+@pytest.fixture
+def make_approver() -> Any:
+    return Approver
 
 
 class AgentCall:
@@ -163,7 +170,7 @@ def agent_call(emulator: Emulator) -> Any:
 # ---------------------------------------------------------------------- the real browser
 def _browser_missing() -> Optional[str]:
     try:
-        import selenium  # noqa: F401
+        import selenium  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         return "selenium is not installed (python3 -m tox run -e browser installs it)"
     for path in (CHROMIUM, CHROMEDRIVER):
@@ -179,8 +186,8 @@ def _chromium() -> Iterator[Any]:
         if os.environ.get("OCULUS_BROWSER_REQUIRED") == "1":
             pytest.fail("browser tests required but " + missing, pytrace=False)
         pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from selenium import webdriver  # type: ignore[import-not-found,unused-ignore]
+    from selenium.webdriver.chrome.service import Service  # type: ignore[import-not-found,unused-ignore]
 
     profile = tempfile.mkdtemp(prefix="oculus-chromium-")
     options = webdriver.ChromeOptions()
@@ -229,7 +236,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 30) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait  # type: ignore[import-not-found,unused-ignore]
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
 
@@ -237,8 +244,8 @@ def wait_for(driver: Any, condition: Any, timeout: float = 30) -> Any:
 @pytest.fixture
 def ui() -> Any:
     """Small helpers over Selenium used by every browser test."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.common.by import By  # type: ignore[import-not-found,unused-ignore]
+    from selenium.webdriver.support import expected_conditions as EC  # type: ignore[import-not-found,unused-ignore]
 
     class Ui:
         by = By

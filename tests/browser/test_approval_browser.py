@@ -223,7 +223,7 @@ def test_forged_decisions_are_refused(browser: Any, ui: Any, emulator: Emulator,
     ui.sign_in(browser, emulator)  # the victim is signed in: the session cookie exists
 
     # 1. a page of another origin posts the form (the browser sends the cookie: same site)
-    _Attacker.target = pending.approval_url
+    _Attacker.target = pending.approval_url or ""
     browser.get("http://127.0.0.1:{}/".format(attacker.server_address[1]))
     ui.text_is(browser, "message-title", "Forbidden")
     assert emulator.otp.view(pending.id).status == "pending"
