@@ -86,7 +86,9 @@ table { width: 100%; border-collapse: collapse; font-size: .9rem; }
 th, td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
 th { color: var(--muted); font-weight: 600; font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; }
 td.empty { color: var(--muted); text-align: center; padding: 1rem; }
-.badge { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .8rem; font-weight: 600; }
+td.st { font-weight: 600; }
+.st-pending { color: var(--wait); } .st-approved { color: var(--ok); } .st-denied { color: var(--bad); }
+.st-expired, .st-used { color: var(--muted); }
 """
 
 JS = """

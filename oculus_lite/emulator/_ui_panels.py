@@ -65,7 +65,7 @@ def _permission_row(view: PermissionView, link: str, pending: bool) -> List[Cell
         {"text": view.action, "href": link},
         _text(view.resource),
         _text(view.agent_name),
-        {"text": view.status, "cls": "status-" + view.status},
+        {"text": view.status, "cls": "st st-" + view.status},
     ]
     if pending:
         return row + [_text(duration(view.remaining)), _text(view.reason)]
@@ -88,7 +88,7 @@ def permission_panels(views: Sequence[PermissionView], link_prefix: str) -> List
         Panel(
             "decided",
             "Decided requests",
-            base + ["Decided by", "Reason", "At"],
+            base + ["Decided by", "Reason", "When"],
             [_permission_row(v, link_prefix + v.id, False) for v in decided[:_MAX_ROWS]],
             "Nothing decided yet.",
         ),

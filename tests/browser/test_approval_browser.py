@@ -71,7 +71,11 @@ def test_approve_in_the_browser(
     assert result.token not in browser.page_source
     browser.get(emulator.url + "/_emulator/ui")
     ui.element(browser, "panel-decided")
+    assert browser.find_element(by.CSS_SELECTOR, "#panel-decided td a").text == "email.send"
     assert result.token not in browser.page_source
+    board = os.path.join(artefacts, "dashboard.png")
+    assert browser.save_screenshot(board)
+    save_artefact(board)
     with PermissionClient(api_key=call.api_key, base_url=emulator.url) as client:
         assert client.use_token(result.id, result.token).success is True
     browser.get(pending.approval_url)
