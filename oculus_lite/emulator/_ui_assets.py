@@ -28,6 +28,7 @@ a { color: var(--accent); }
 .top a.brand { color: #f9fafb; font-weight: 600; text-decoration: none; letter-spacing: .01em; }
 .top .who { display: flex; align-items: center; gap: .75rem; font-size: .875rem; color: #d1d5db; }
 .top form { margin: 0; }
+.top a.signin { color: #e5e7eb; }
 .top button { background: transparent; color: #f9fafb; border: 1px solid #6b7280; padding: .25rem .75rem; }
 main { max-width: 860px; margin: 2rem auto; padding: 0 1rem; }
 main.wide { max-width: 1100px; }

@@ -34,7 +34,7 @@ def _json(value: Any) -> str:
 
 
 def _layout(title: str, body: str, signed_in_form: Optional[str] = None, main_attrs: str = "") -> str:
-    who = ""
+    who = '<span class="who"><a class="signin" href="{}/login">Sign in</a></span>'.format(UI)
     if signed_in_form is not None:
         who = (
             '<span class="who">Signed in as approver'
