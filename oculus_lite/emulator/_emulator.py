@@ -187,6 +187,8 @@ class Emulator:
             host = self.host if ":" not in self.host else "[" + self.host + "]"
             self.url = "http://{}:{}".format(host, server.server_address[1])
             self.tokens.issuer = self.url
+            if self.otp is not None:
+                self.otp.public_url = self.url  # approval pages link here
             thread = threading.Thread(
                 target=server.serve_until_stopped,
                 daemon=True,

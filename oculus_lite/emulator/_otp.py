@@ -7,6 +7,12 @@ gap of the reference API is closed: ``GET /api/v1/permissions/{id}`` returns the
 token and final scope to the owning agent while the request is approved and
 unused, so an agent that waited for a human can receive its token.
 
+A pending request's ``approvalUrl`` is the emulator's approval page
+(``/_emulator/ui/permissions/{id}``, see ``_ui``); only a signed-in approver
+decides there (``approvers``). ``POST /api/v1/permissions/request`` honours an
+``Idempotency-Key`` header: the same key from the same agent, within the first
+request's ttl, gets the first answer again instead of a second request.
+
 Configuration (the ``otp`` section of the emulator's ``--config`` JSON)::
 
     {"rate_limit": 60, "rate_window": 60, "token_uses": 1, "demo_api_key": "ak_demo_...",
@@ -19,6 +25,8 @@ Configuration (the ``otp`` section of the emulator's ``--config`` JSON)::
 """
 
 import collections
+import copy
+import hashlib
 import hmac
 import json
 import math
@@ -26,11 +34,13 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
+from .._engine import SYSTEM_CLOCK, Clock
 from ._otp_model import (
     AgentRecord,
     PermissionRecord,
+    PermissionView,
     Policy,
     Reply,
     bearer,
@@ -40,12 +50,17 @@ from ._otp_model import (
     reply,
     validate_request,
 )
+from ._ui_auth import ApproverAuth
 
 __all__ = ["OtpService"]
 
 
 _MAX_PERMISSIONS = 10000
+_MAX_IDEMPOTENCY_KEYS = 10000
 _ROUTE = re.compile(r"^/api/v1/permissions/([^/]+)(/verify|/use|/decide)?$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+APPROVAL_PATH = "/_emulator/ui/permissions/"
 
 
 class OtpService:
@@ -56,7 +71,7 @@ class OtpService:
         admin_token: Optional[str] = None,
         config: Optional[Mapping[str, Any]] = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise ValueError("the otp config section must be an object")
@@ -71,7 +86,16 @@ class OtpService:
         self.rate_window = float(self._int_opt("rate_window", 60))
         self.token_uses = self._int_opt("token_uses", 1)
         self.demo_api_key = str(self._config.get("demo_api_key") or "ak_demo_" + secrets.token_urlsafe(18))
+        #: The emulator's own origin (set by the emulator once it listens); approval URLs use it.
+        self.public_url: Optional[str] = None
+        #: Who may decide on the approval page (the approver token and the signed-in sessions).
+        self.approvers = ApproverAuth(admin_token, self.now)
         self.reset()
+
+    @property
+    def approver_token(self) -> str:
+        """The token a person signs in with on the approval page (``--admin-token`` when set)."""
+        return self.approvers.token
 
     def _int_opt(self, name: str, default: int) -> int:
         value = self._config.get(name, default)
@@ -81,7 +105,7 @@ class OtpService:
 
     # ------------------------------------------------------------------ python API
     def now(self) -> float:
-        return self._clock() + self._offset
+        return self._clock.time() + self._offset
 
     def advance_clock(self, seconds: float) -> None:
         """Move this service's clock forward (expiry and rate windows) without sleeping."""
@@ -95,6 +119,7 @@ class OtpService:
             self._policies: List[Policy] = []
             self._perms: Dict[str, PermissionRecord] = {}
             self._counts: Dict[str, int] = collections.defaultdict(int)
+            self._replies: Dict[Tuple[str, str], Tuple[str, float, Reply]] = {}
             self._new_pending.clear()
             self.add_agent(self.demo_api_key, "demo-agent")
             for spec in self._config.get("agents") or ():
@@ -168,6 +193,51 @@ class OtpService:
                 "expiresAt": iso(perm.expires_at),
             }
 
+    def is_agent_key(self, key: Optional[str]) -> bool:
+        """True when ``key`` is an agent's API key (those never decide)."""
+        if not key:
+            return False
+        with self._lock:
+            return key in self._agents
+
+    def approval_url(self, permission_id: str, host: Optional[str] = None) -> str:
+        """The absolute URL of a request's approval page on this emulator."""
+        origin = self.public_url
+        if origin is None:  # not started by an Emulator: trust a well-formed Host header only
+            origin = "http://" + (host if host and _HOST.match(host) else "127.0.0.1")
+        return origin + APPROVAL_PATH + permission_id
+
+    def view(self, permission_id: str) -> Optional[PermissionView]:
+        """What the approval page shows of one request (never its token), or None."""
+        with self._lock:
+            perm = self._perms.get(permission_id)
+            return None if perm is None else self._view(perm, self.now())
+
+    def views(self) -> List[PermissionView]:
+        """Every request as the dashboard shows it, newest first."""
+        with self._lock:
+            now = self.now()
+            return [self._view(p, now) for p in reversed(list(self._perms.values()))]
+
+    def _view(self, perm: PermissionRecord, now: float) -> PermissionView:
+        agent = self._agents.get(perm.owner)
+        return PermissionView(
+            id=perm.id,
+            status=perm.current_status(now),
+            action=perm.action,
+            resource=perm.resource,
+            scope=copy.deepcopy(perm.scope),
+            context=copy.deepcopy(perm.context),
+            agent_name=agent.name if agent is not None else "(removed agent)",
+            decision_reason=perm.reason,
+            decided_by=perm.decided_by,
+            decided_at=perm.decided_at,
+            created_at=perm.created_at,
+            expires_at=perm.expires_at,
+            now=now,
+            uses_remaining=perm.uses_remaining,
+        )
+
     def list_permissions(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
         """Permissions (no tokens), oldest first, optionally only those with ``status``."""
         with self._lock:
@@ -201,6 +271,7 @@ class OtpService:
                     "permission_decisions",
                     "otp_rate_limited",
                     "otp_auth_failures",
+                    "idempotent_replays",
                 )
             }
             out.update(self._counts)
@@ -293,11 +364,47 @@ class OtpService:
         perm.expires_at = now + perm.ttl
 
     def _request(self, key: str, data: Dict[str, Any], headers: Mapping[str, str]) -> Reply:
+        idem = headers.get("idempotency-key")
+        if idem is not None and not _IDEMPOTENCY_KEY.match(idem):
+            return fail(
+                400,
+                "VALIDATION_ERROR",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+                {"Idempotency-Key": "1-255 visible ASCII characters"},
+            )
         body, errors = validate_request(data)
         if body is None:
             return fail(
                 400, "VALIDATION_ERROR", "invalid permission request: " + ", ".join(sorted(errors)), errors
             )
+        if idem is None:
+            return self._create(key, body, headers)
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+        slot = (key, idem)
+        with self._lock:  # held across the creation: two concurrent retries create one request
+            now = self.now()
+            seen = self._replies.get(slot)
+            if seen is not None and now < seen[1]:
+                if not hmac.compare_digest(seen[0], fingerprint):
+                    return fail(
+                        422,
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "this Idempotency-Key was already used for a different request",
+                        {"Idempotency-Key": "reused with another body"},
+                    )
+                self._counts["idempotent_replays"] += 1
+                status, hdrs, raw = seen[2]
+                return status, dict(hdrs, **{"Idempotent-Replayed": "true"}), raw
+            answer = self._create(key, body, headers)
+            if 200 <= answer[0] < 300:
+                for old in [k for k, v in self._replies.items() if v[1] <= now]:
+                    del self._replies[old]
+                self._replies[slot] = (fingerprint, now + body["ttl"], answer)
+                while len(self._replies) > _MAX_IDEMPOTENCY_KEYS:
+                    del self._replies[next(iter(self._replies))]
+            return answer
+
+    def _create(self, key: str, body: Dict[str, Any], headers: Mapping[str, str]) -> Reply:
         with self._lock:
             self._counts["permission_requests"] += 1
             now = self.now()
@@ -336,13 +443,14 @@ class OtpService:
                 )
             self._new_pending.append(perm.id)
             self._pending_cond.notify_all()
-        origin = "http://" + (headers.get("host") or "127.0.0.1")
+        approval_url = self.approval_url(perm.id, headers.get("host"))
+        origin = approval_url[: -len(APPROVAL_PATH + perm.id)]
         return ok(
             202,
             {
                 "id": perm.id,
                 "status": "pending",
-                "approvalUrl": "{}/_emulator/otp/permissions/{}".format(origin, perm.id),
+                "approvalUrl": approval_url,
                 "webhookUrl": "{}/api/v1/permissions/{}/decide".format(origin, perm.id),
                 "expiresAt": iso(perm.expires_at),
             },

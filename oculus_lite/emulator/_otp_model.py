@@ -14,6 +14,7 @@ import datetime as _dt
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "OUTCOMES",
     "AgentRecord",
     "PermissionRecord",
+    "PermissionView",
     "Policy",
     "Reply",
     "bearer",
@@ -233,6 +235,40 @@ class PermissionRecord:
             "expiresAt": iso(self.expires_at),
             "createdAt": iso(self.created_at),
         }
+
+
+@dataclass(frozen=True)
+class PermissionView:
+    """What a human may see of a request (the approval page, the dashboard): never the token.
+
+    A snapshot taken under the service's lock; ``scope`` and ``context`` are copies.
+    """
+
+    id: str
+    status: str
+    action: str
+    resource: Optional[str]
+    scope: Dict[str, Any]
+    context: Dict[str, Any]
+    agent_name: str
+    decision_reason: Optional[str]
+    decided_by: Optional[str]
+    decided_at: Optional[float]
+    created_at: float
+    expires_at: float
+    now: float
+    uses_remaining: int
+
+    @property
+    def reason(self) -> Optional[str]:
+        """The agent's own explanation (``context.reason``), when it gave one as text."""
+        value = self.context.get("reason")
+        return value if isinstance(value, str) else None
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before expiry, on the service's clock (0 when past)."""
+        return max(0.0, self.expires_at - self.now)
 
 
 def reply(status: int, payload: Any, headers: Optional[Dict[str, str]] = None) -> Reply:

@@ -56,6 +56,10 @@ def route(emu: "Emulator", req: Request) -> Response:
         return json_response(
             200, emu.keys.jwks(), [("Cache-Control", "public, max-age={}".format(emu.jwks_max_age))]
         )
+    if path == "/_emulator/ui" or path.startswith("/_emulator/ui/"):  # its own sign-in, see _ui
+        from ._ui import route as ui_route
+
+        return ui_route(emu, req)
     if path.startswith("/api/v1/") or path.startswith("/_emulator/otp/"):
         if path.startswith("/_emulator/") and not emu._admin_ok(req):
             from ._emulator import admin_denied

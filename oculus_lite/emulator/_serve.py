@@ -1,7 +1,9 @@
 """``python -m oculus_lite serve``: the emulator in the foreground, for shells and demos.
 
 It prints environment lines for the demo agent first (printing those
-credentials is the point: ``eval`` or copy them to configure a shell), then
+credentials is the point: ``eval`` or copy them to configure a shell), the
+dashboard's URL and the approver token a person signs in with there (only when
+it was generated: with ``--admin-token`` that token is the approver's), then
 one log line per request (method, path, status, time; never a secret).
 """
 
@@ -46,6 +48,12 @@ def run_server(
         if api_key:
             lines.append("AGENT_OTP_URL=" + emu.url)
             lines.append("AGENT_OTP_API_KEY=" + str(api_key))
+        if emu.otp is not None:
+            from ._ui import dashboard_url
+
+            lines.append("EMULATOR_DASHBOARD_URL=" + dashboard_url(emu))
+            if emu.otp.approvers.generated:  # else it is the --admin-token the user chose
+                lines.append("EMULATOR_APPROVER_TOKEN=" + emu.otp.approver_token)
         stream.write("\n".join(lines) + "\n")
         stream.flush()
         if ready is not None:

@@ -87,7 +87,8 @@ def test_emulator_config_section() -> None:
             ]
             assert c.request_permission("db.delete", {}).status == "denied"
             pending = c.request_permission("db.write", {})
-        status, _, body = http_json("GET", pending.approval_url or "")
+        assert pending.approval_url == emu.url + "/_emulator/ui/permissions/" + pending.id
+        status, _, body = http_json("GET", emu.url + "/_emulator/otp/permissions/" + pending.id)
         assert status == 200 and body["id"] == pending.id and "token" not in body
         emu.reset()  # back to the configured agents and policies
         assert emu.otp.stats()["permission_requests"] == 0
