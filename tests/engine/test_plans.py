@@ -164,7 +164,7 @@ def test_coroutines_waiting_on_a_stuck_fetch_give_up_like_threads():
     """Drift 2: a coroutine joining another caller's fetch waited forever (threads gave up)."""
     stuck = _Stuck()
     client = Client("agent", "secret", "http://127.0.0.1:9", transport=stuck, timeout=0.2, retries=0)
-    leader = threading.Thread(target=lambda: pytest.raises(Exception, client.get_token, "db:read"))
+    leader = threading.Thread(target=lambda: pytest.raises(ServerError, client.get_token, "db:read"))
     leader.start()
     assert stuck.entered.wait(10)
 
