@@ -17,7 +17,9 @@ SCOPE = "canary:scope"
 
 
 def make_key(scope: str = SCOPE, secret: str = SECRET, client_id: str = CLIENT_ID) -> StoreKey:
-    return StoreKey.build("https://issuer.example/oauth/token", client_id, scope, AUDIENCE, key_material_for(secret))
+    return StoreKey.build(
+        "https://issuer.example/oauth/token", client_id, scope, AUDIENCE, key_material_for(secret)
+    )
 
 
 def token(name: str, life: float = 60.0) -> SharedToken:
@@ -74,7 +76,9 @@ class StoreContract:
         store.put(make_key(), token("nan", life=float("nan")))
         assert store.get(make_key()) is None
 
-    def test_invalidate_deletes_only_the_exact_token(self, store: TokenStore, other_store: TokenStore) -> None:
+    def test_invalidate_deletes_only_the_exact_token(
+        self, store: TokenStore, other_store: TokenStore
+    ) -> None:
         key = make_key()
         store.put(key, token("current"))
         other_store.invalidate(key, "canary.token.older")
@@ -108,7 +112,9 @@ class StoreContract:
         assert other_store.acquire(key, "owner-b", 10)
         other_store.release(key, "owner-b")
 
-    def test_one_of_many_racing_callers_gets_the_lease(self, store: TokenStore, other_store: TokenStore) -> None:
+    def test_one_of_many_racing_callers_gets_the_lease(
+        self, store: TokenStore, other_store: TokenStore
+    ) -> None:
         key = make_key()
         callers = 16
         barrier = threading.Barrier(callers)
@@ -144,4 +150,3 @@ class StoreContract:
         text = repr(store) + repr(make_key()) + repr(store.get(make_key()))
         for secret in (SECRET, CLIENT_ID, "canary.token", "canary.service"):
             assert secret not in text
-

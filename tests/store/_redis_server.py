@@ -12,7 +12,9 @@ import tempfile
 import time
 from typing import List, Optional
 
-REDIS_SERVER = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+REDIS_SERVER = shutil.which("redis-server") or (
+    "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -63,15 +65,24 @@ class RedisServer:
             self.process = subprocess.Popen(
                 [
                     str(REDIS_SERVER),
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", self._dir,
-                    "--daemonize", "no",
-                    "--logfile", "",
-                    "--loglevel", "warning",
-                ] + self.extra,  # fmt: skip
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self._dir,
+                    "--daemonize",
+                    "no",
+                    "--logfile",
+                    "",
+                    "--loglevel",
+                    "warning",
+                ]
+                + self.extra,  # fmt: skip
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ from oculus_lite.exceptions import ConfigurationError
 from oculus_lite.tokens._file_store import FileTokenStore, UnsafeDirectoryError, default_directory
 from oculus_lite.tokens._store import SharedToken
 
-from ._contract import CLIENT_ID, SECRET, SCOPE, StoreContract, make_key, token
+from ._contract import CLIENT_ID, SCOPE, SECRET, StoreContract, make_key, token
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the file store is POSIX only")
 
@@ -286,7 +286,9 @@ def _put_two(store: FileTokenStore, store_dir: Path) -> Dict[str, bytes]:
     return values
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "edited", "empty", "swapped", "other-secret", "cool"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "edited", "empty", "swapped", "other-secret", "cool"]
+)
 def test_a_value_that_does_not_authenticate_is_a_miss_and_is_removed(
     store: FileTokenStore, store_dir: Path, damage: str
 ) -> None:
@@ -305,7 +307,11 @@ def test_a_value_that_does_not_authenticate_is_a_miss_and_is_removed(
         path.write_bytes(values["db:write"])
     elif damage == "other-secret":  # a valid value written under another client secret
         store.put(make_key("db:read", secret="another-secret"), token("foreign"))
-        foreign = [p for p in store_dir.iterdir() if p.name.endswith(".tok") and p.read_bytes() not in values.values()]
+        foreign = [
+            p
+            for p in store_dir.iterdir()
+            if p.name.endswith(".tok") and p.read_bytes() not in values.values()
+        ]
         path.write_bytes(foreign[0].read_bytes())
     else:  # the slot's own cool-down file copied over its token
         store.cool_down(make_key("db:read"), 30)
@@ -502,7 +508,9 @@ def test_a_forked_child_neither_holds_nor_frees_the_parents_lease(
         other.close()
 
 
-def test_a_crashed_holders_forked_child_does_not_keep_the_lease(store: FileTokenStore, store_dir: Path) -> None:
+def test_a_crashed_holders_forked_child_does_not_keep_the_lease(
+    store: FileTokenStore, store_dir: Path
+) -> None:
     """gunicorn's shape: the holder forks a worker, then dies; the living worker must not pin
     the lease through its inherited descriptor."""
     key = make_key()
@@ -554,4 +562,3 @@ def test_a_stored_token_keeps_its_scope_and_service_token(store: FileTokenStore)
     store.put(make_key(), SharedToken("t", 30, token_type="DPoP", scope=None, service_token=None))
     got = store.get(make_key())
     assert got is not None and (got.token_type, got.scope, got.service_token) == ("DPoP", None, None)
-
