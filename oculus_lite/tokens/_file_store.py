@@ -29,7 +29,9 @@ frees the key at once; a live leader keeps it until it releases (``extend`` only
 whether we still hold it). A forked child closes its copies of held lock descriptors, so a
 lease never outlives its holder through a ``fork()``.
 
-The remaining life of an entry is measured on the wall clock (same host, same clock).
+The remaining life of an entry is measured on the wall clock (same host, same clock). An entry
+never reports more life than it was written with, and one written "in the future" (the clock
+stepped back since) is a miss.
 
 Unsupported: Windows (refused with ``ConfigurationError``) and network filesystems (NFS, CIFS,
 SMB): ``flock`` there may not exclude processes on other hosts, or may always fail. Use a local
@@ -60,7 +62,7 @@ from ._store import SharedToken, StoreKey, hkdf_sha256
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileTokenStore", "default_directory"]
+__all__ = ["FileTokenStore", "UnsafeDirectoryError", "default_directory"]
 
 log = logging.getLogger("oculus_lite.store")
 
@@ -279,8 +281,11 @@ class FileTokenStore:
             os.close(dfd)
         if found is None:
             return None
-        token, expires_at = found
-        left = expires_at - time.time()
+        token, expires_at, written_at = found
+        now = time.time()
+        if now < written_at:
+            return None  # the wall clock stepped back: the remaining life cannot be trusted
+        left = min(expires_at - now, expires_at - written_at)
         if left <= 0:
             return None
         return SharedToken(
@@ -317,7 +322,8 @@ class FileTokenStore:
             return
         slot, k_tag = self._slot(key)
         name = slot + ".tok"
-        expires_at = time.time() + life
+        written_at = time.time()
+        expires_at = written_at + life
         with self._directory() as dfd, self._writer_lock(dfd, slot):
             current = self._load_token(dfd, slot, k_tag)
             if current is not None and current[1] >= expires_at:
@@ -328,8 +334,11 @@ class FileTokenStore:
                 "scope": token.scope,
                 "service_token": token.service_token,
                 "expires_at": expires_at,
+                "written_at": written_at,
             }
-            self._write(dfd, name, _seal(k_tag, name, fields))
+            data = _seal(k_tag, name, fields)
+            if len(data) <= _MAX_FILE:
+                self._write(dfd, name, data)
 
     def invalidate(self, key: StoreKey, access_token: str) -> None:
         slot, k_tag = self._slot(key)
@@ -364,14 +373,19 @@ class FileTokenStore:
             fd = self._open_lock_file(dfd, slot + ".lease")
         if not self._try_flock(fd):
             return False
+        if not self._still_named(fd, slot + ".lease"):
+            self._unlock(fd)  # the file was removed under us: a lock on it excludes nobody
+            return False
         with self._lock:
             self._leases[(slot, owner)] = fd
         return True
 
     def extend(self, key: StoreKey, owner: str, seconds: float) -> bool:
+        """Whether ``owner`` still holds the lease (a live holder keeps it; nothing to push)."""
         slot, _ = self._slot(key)
         with self._lock:
-            return (slot, owner) in self._leases
+            fd = self._leases.get((slot, owner))
+        return fd is not None and self._still_named(fd, slot + ".lease")
 
     def release(self, key: StoreKey, owner: str) -> None:
         slot, _ = self._slot(key)
@@ -401,14 +415,15 @@ class FileTokenStore:
         finally:
             os.close(dfd)
 
-    def _load_token(self, dfd: int, slot: str, k_tag: bytes) -> Optional[Tuple[SharedToken, float]]:
-        """The stored token and its wall-clock expiry, or None (absent or unusable)."""
+    def _load_token(self, dfd: int, slot: str, k_tag: bytes) -> Optional[Tuple[SharedToken, float, float]]:
+        """The stored token, its wall-clock expiry and write time, or None (absent or unusable)."""
         fields = self._read_entry(dfd, slot + ".tok", k_tag)
         if fields is None:
             return None
         access_token = fields.get("access_token")
         token_type = fields.get("token_type")
         expires_at = _number(fields.get("expires_at"))
+        written_at = _number(fields.get("written_at"))
         scope_ok, scope = _optional_text(fields.get("scope"))
         service_ok, service_token = _optional_text(fields.get("service_token"))
         if (
@@ -416,11 +431,12 @@ class FileTokenStore:
             or not access_token
             or not isinstance(token_type, str)
             or expires_at is None
+            or written_at is None
             or not (scope_ok and service_ok)
         ):
             return None  # authentic but not a token entry: written by a future version
         token = SharedToken(access_token, 0.0, token_type, scope, service_token)
-        return token, expires_at
+        return token, expires_at, written_at
 
     def _read_entry(self, dfd: int, name: str, k_tag: bytes) -> Optional[Dict[str, object]]:
         """The authenticated fields of entry ``name``; an unusable entry is removed."""
@@ -570,6 +586,20 @@ class FileTokenStore:
             yield
         finally:
             self._unlock(fd)
+
+    def _still_named(self, fd: int, name: str) -> bool:
+        """Whether the file ``fd`` locks is still the one at ``name`` (not removed or replaced)."""
+        try:
+            dfd = _private_directory(self._path, create=False)
+        except FileNotFoundError:
+            return False
+        try:
+            held, named = os.fstat(fd), os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(dfd)
+        return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
     def _sweep_temp_files(self, dfd: int) -> None:
         """Remove temp files a killed writer left behind (never one a live writer may use)."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List
@@ -16,6 +17,7 @@ from typing import Dict, Iterator, List
 import pytest
 
 from oculus_lite.exceptions import ConfigurationError
+from oculus_lite.tokens import _file_store
 from oculus_lite.tokens._file_store import FileTokenStore, UnsafeDirectoryError, default_directory
 from oculus_lite.tokens._store import SharedToken
 
@@ -73,6 +75,7 @@ def _python(script: str, *args: str) -> "subprocess.Popen[str]":
 
 _CHILD_PRELUDE = """
 import os, sys, time
+from oculus_lite.tokens import _file_store
 from oculus_lite.tokens._file_store import FileTokenStore
 from oculus_lite.tokens._store import SharedToken, StoreKey, key_material_for
 key = StoreKey.build("https://issuer.example/oauth/token", "agent-canary-client", "canary:scope",
@@ -330,14 +333,50 @@ def _entries_named(directory: Path, name: str) -> bytes:
     return (directory / name).read_bytes()
 
 
-def test_an_expired_entry_is_a_miss(store: FileTokenStore) -> None:
-    store.put(make_key(), token("brief", life=0.001))
-    # expiry on the wall clock: nothing to wait for beyond the sub-millisecond life
-    deadline = 1000
-    while store.get(make_key()) is not None and deadline:
-        deadline -= 1
-        threading.Event().wait(0.001)
+class _WallClock:
+    """The file store's view of ``time``, with a wall clock the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.monotonic = time.monotonic
+        self.sleep = time.sleep
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_remaining_life_follows_the_wall_clock_and_distrusts_a_step_back(
+    monkeypatch: pytest.MonkeyPatch, store: FileTokenStore
+) -> None:
+    clock = _WallClock(1_000_000.0)
+    monkeypatch.setattr(_file_store, "time", clock)
+    store.put(make_key(), token("a", life=60))
+    clock.now += 10
+    got = store.get(make_key())
+    assert got is not None and got.expires_in == 50
+    clock.now += 50
+    assert store.get(make_key()) is None  # expired
+    clock.now -= 70  # stepped back to before the write: the entry's age is unknown
     assert store.get(make_key()) is None
+    store.cool_down(make_key(), 30)
+    clock.now += 12
+    assert store.cooling(make_key()) == 18
+    clock.now += 18
+    assert store.cooling(make_key()) == 0.0
+
+
+def test_a_lease_file_removed_under_its_holder_is_a_lost_lease(
+    store: FileTokenStore, other_store: FileTokenStore, store_dir: Path
+) -> None:
+    key = make_key()
+    assert store.acquire(key, "first", 10)
+    assert store.extend(key, "first", 10)
+    _entries(store_dir)["lease"].unlink()  # e.g. a temp cleaner
+    assert not store.extend(key, "first", 10)  # it says so: our lock excludes nobody now
+    assert other_store.acquire(key, "second", 10)
+    store.release(key, "first")
+    assert other_store.extend(key, "second", 10)
+    other_store.release(key, "second")
 
 
 # -- processes: half-written files, crashed holders, exclusion, fork --------------------------
@@ -520,10 +559,10 @@ def test_a_crashed_holders_forked_child_does_not_keep_the_lease(
 assert store.acquire(key, "holder", 5)
 pid = os.fork()
 if pid == 0:
-    print("worker %d" % os.getpid(), flush=True)
+    os.write(1, b"worker %d\\n" % os.getpid())  # one write: the two processes share the pipe
     time.sleep(600)
     os._exit(0)
-print("held", flush=True)
+os.write(1, b"held\\n")
 time.sleep(600)
 """,
         str(store_dir),

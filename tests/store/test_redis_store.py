@@ -26,10 +26,20 @@ _PLUGIN_DIR = Path(__file__).resolve().parents[2] / "transports" / "oculus_lite_
 if str(_PLUGIN_DIR) not in sys.path:  # last: an installed plugin (tox) wins
     sys.path.append(str(_PLUGIN_DIR))
 
-redis: Any = pytest.importorskip("redis", reason="redis-py is not installed (tox -e store-redis runs these)")
-pytest.importorskip("cryptography", reason="cryptography is not installed (tox -e store-redis runs these)")
-plugin: Any = pytest.importorskip("oculus_lite_redis", reason="the oculus-lite-redis plugin does not import")
+# tox -e store-redis sets OCULUS_STORE_REDIS_REQUIRED=1: there a missing piece is an error, not a skip
+_REQUIRED = os.environ.get("OCULUS_STORE_REDIS_REQUIRED") == "1"
+
+
+def _need(module: str, why: str) -> Any:
+    return importlib.import_module(module) if _REQUIRED else pytest.importorskip(module, reason=why)
+
+
+redis: Any = _need("redis", "redis-py is not installed (tox -e store-redis runs these)")
+_need("cryptography", "cryptography is not installed (tox -e store-redis runs these)")
+plugin: Any = _need("oculus_lite_redis", "the oculus-lite-redis plugin does not import")
 if REDIS_SERVER is None:
+    if _REQUIRED:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
     pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
 
 RedisTokenStore = plugin.RedisTokenStore
