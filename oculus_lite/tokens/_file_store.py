@@ -86,10 +86,11 @@ class UnsafeDirectoryError(OSError):
 
 
 def default_directory() -> str:
-    """``$XDG_RUNTIME_DIR/oculus_lite`` when that is an absolute path, else a per-user
-    directory under the temp directory."""
+    """``$XDG_RUNTIME_DIR/oculus_lite`` when that variable names an existing absolute directory
+    (a session's variable can outlive its directory), else a per-user directory under the temp
+    directory."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime and os.path.isabs(runtime):
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
         return os.path.join(runtime, "oculus_lite")
     return os.path.join(tempfile.gettempdir(), "oculus_lite-{}".format(os.geteuid()))
 

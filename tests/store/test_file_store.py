@@ -137,6 +137,8 @@ def test_default_directory_without_xdg_is_private_per_user_under_temp(
     assert store.path == str(tmp_path / "oculus_lite-{}".format(os.geteuid()))
     monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/run")  # not absolute: ignored
     assert default_directory() == store.path
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))  # left over from a closed session
+    assert default_directory() == store.path
 
 
 def test_a_loose_directory_is_refused(store_dir: Path) -> None:
