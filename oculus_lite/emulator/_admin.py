@@ -6,8 +6,9 @@ are JSON objects whose unknown fields are refused, so a typo is a 400 naming it.
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Tuple
 
+from ._agents import AGENT_FIELDS
 from ._server import Request, Response, json_response
-from ._tokens import AGENT_FIELDS, error_body
+from ._tokens import error_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._emulator import Emulator
@@ -32,7 +33,7 @@ def _error(status: int, code: str, message: str) -> Response:
 def admin_route(emu: "Emulator", req: Request) -> Response:
     try:
         data = req.json() if req.method in ("POST", "PUT", "PATCH") else {}
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError):
         return _error(400, "invalid_json", "request body must be a JSON object")
     key: Tuple[str, ...] = tuple(req.path[len("/_emulator/") :].strip("/").split("/"))
     try:

@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..exceptions import MalformedTokenError
 from ..jwt import decode
 from ..verify import _rsa
+from ._agents import Agent, make_agent
 from ._constraints import ConstraintEscalation, tighten
-from ._tokens import Agent, Lineage, Reply, TokenService, make_agent
+from ._tokens import Lineage, Reply, TokenService
 
 __all__ = ["DelegationService", "EnrollToken"]
 

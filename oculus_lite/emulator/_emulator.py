@@ -21,12 +21,13 @@ import threading
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from .._engine import SYSTEM_CLOCK, Clock
+from ._agents import AGENT_FIELDS, Agent, make_agent
 from ._delegation import DEFAULT_ENROLL_TTL, DelegationService
 from ._faults import FaultSet
 from ._governance import GovernanceService
 from ._keys import KeyRing
 from ._server import EmulatorHTTPServer, Request, Response
-from ._tokens import AGENT_FIELDS, DEFAULT_DELEGATION_DEPTH_LIMIT, Agent, TokenService, make_agent
+from ._tokens import DEFAULT_DELEGATION_DEPTH_LIMIT, TokenService
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Concatenate, ParamSpec

@@ -13,7 +13,8 @@ import json
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
-from ._tokens import Agent, Reply, TokenService
+from ._agents import Agent
+from ._tokens import Reply, TokenService
 
 __all__ = ["AUDIT_BATCH_LIMIT", "GovernanceService", "parse_integrations"]
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from ._admin import admin_denied, admin_route
+from ._agents import Agent
 from ._governance import etag_matches
 from ._server import Request, Response, json_response
-from ._tokens import Agent, Reply, error_body
+from ._tokens import Reply, error_body
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._emulator import Emulator
@@ -159,7 +160,7 @@ def _audit(emu: "Emulator", req: Request) -> Response:
         return denied  # type: ignore[return-value]
     try:
         data = req.json()
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError):
         return reply_response(emu.tokens.err(400, "invalid_audit_batch", "body is not valid JSON", agent))
     return reply_response(emu.governance.receive_audit(agent, data))
 

@@ -45,9 +45,13 @@ class Request:
         self.body = body
 
     def json(self) -> Any:
+        """The body as JSON ({} when empty); ValueError when it is not JSON (or nested absurdly deep)."""
         if not self.body.strip():
             return {}
-        return json.loads(self.body.decode("utf-8"))
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except RecursionError:
+            raise ValueError("request body is nested too deeply") from None
 
     def form(self) -> Dict[str, str]:
         """Form fields: form-encoded (the protocol) or, leniently, a JSON object; {} when unreadable."""

@@ -287,6 +287,18 @@ def test_invalid_json_audit_body_is_400(emulator, wire):
     assert (resp.status, json.loads(resp.read())["error"]["code"]) == (400, "invalid_audit_batch")
 
 
+def test_absurdly_nested_json_is_400_not_an_emulator_error(emulator, wire):
+    auth = _sst(wire, emulator)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path, code in (
+        ("/v1/audit/events/batch", "invalid_audit_batch"),
+        ("/oauth/delegate", "INVALID_REQUEST"),
+    ):
+        wire.conn.request("POST", path, body=deep, headers=dict(auth, **{"Content-Type": "application/json"}))
+        resp = wire.conn.getresponse()
+        assert (resp.status, json.loads(resp.read())["error"]["code"]) == (400, code), path
+
+
 def test_errors_follow_the_agents_error_style(emulator, wire):
     emulator.add_agent("rfc", "pw", scopes=["stripe.*"], error_style="rfc6749")
     auth = _sst(wire, emulator, "rfc")
