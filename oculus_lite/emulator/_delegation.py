@@ -103,6 +103,15 @@ class DelegationService:
 
     def _delegate(self, parent: Dict[str, Any], data: Any) -> Reply:
         child_id, capabilities, task_id, ttl, extra = _request(data)
+        delegator = self.tokens.get_agent(parent["sub"])
+        if delegator is None or delegator.status != "active":
+            raise _Refused(
+                403,
+                "PARENT_AGENT_INACTIVE",
+                "the parent token's agent {!r} is {}: only Active agents delegate".format(
+                    parent["sub"][:100], delegator.status if delegator is not None else "unknown"
+                ),
+            )
         child = self.tokens.get_agent(child_id)
         if child is None:
             raise _Refused(
