@@ -1,11 +1,16 @@
 """A local emulator of the Oculus token service (and the Agent OTP approval service).
 
-For tests and demos with no network and no account::
+For tests and demos with no network and no account: tokens with SDK service tokens, the JWKS
+and revocation list, capability maps, credentials, the audit sink, delegation and
+enrollment, so oculus_lite and the official SDK both run against it unchanged::
 
     from oculus_lite.emulator import Emulator
 
     with Emulator() as emu:
         emu.url, emu.demo_client_id, emu.demo_client_secret
+        emu.add_agent("agent", "secret", scopes=["stripe.customers.read"])
+        emu.set_capability_map({"stripe": {"capabilities": {"stripe.customers.read": {}}}})
+        emu.set_credential("stripe", "api_key", "sk_test_...")
 
 Names load on first use so that the pytest plugin in this package (and
 ``import oculus_lite``) stay cheap: ``http.server`` is imported only when an

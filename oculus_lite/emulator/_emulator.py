@@ -1,42 +1,43 @@
 """The ``Emulator``: a local Oculus token service (plus the approval service when present).
 
 It exists so clients, tests and demos run end to end with no network and no
-account: it issues real RS256 JWTs, serves the JWKS and the revocation list,
-reproduces the documented 401/403 causes, and can be told to misbehave
-(``set_faults``). Everything runs in one daemon thread per emulator on
-loopback; an admin API under ``/_emulator/`` mirrors the Python methods.
+account: it issues real RS256 JWTs with SDK service tokens, serves the JWKS and the
+revocation list, the capability maps, credentials and audit sink of the official SDK's
+``startup()``, delegation and enrollment, reproduces the documented 401/403 causes, and
+can be told to misbehave (``set_faults``). Everything runs in one daemon thread per
+emulator on loopback; an admin API under ``/_emulator/`` mirrors the Python methods.
+Time comes from an injectable clock, so tests expire tokens without sleeping.
 """
 
+from __future__ import annotations
+
 import hmac
+import inspect
 import json
 import os
 import secrets
 import sys
 import threading
-from typing import IO, Any, Dict, Mapping, Optional, Sequence, Union
-from urllib.parse import parse_qs
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+from .._engine import SYSTEM_CLOCK, Clock
+from ._agents import AGENT_FIELDS, Agent, make_agent
+from ._delegation import DEFAULT_ENROLL_TTL, DelegationService
 from ._faults import FaultSet
+from ._governance import GovernanceService
 from ._keys import KeyRing
-from ._server import EmulatorHTTPServer, Request, Response, json_response
-from ._tokens import Agent, TokenService, error_body, make_agent
+from ._otp import OtpService
+from ._server import EmulatorHTTPServer, Request, Response
+from ._tokens import DEFAULT_DELEGATION_DEPTH_LIMIT, TokenService
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Concatenate, ParamSpec
+
+    _P = ParamSpec("_P")
 
 __all__ = ["Emulator", "DEMO_SCOPES"]
 
 DEMO_SCOPES = ["db:*", "stripe:*", "files:*", "email:*", "crm:*"]
-_AGENT_FIELDS = (
-    "client_id",
-    "client_secret",
-    "scopes",
-    "status",
-    "token_ttl",
-    "refresh_tokens",
-    "rotate_refresh_tokens",
-    "policies",
-    "error_style",
-    "tenant_id",
-    "framework",
-)
 _CONFIG_KEYS = (
     "agents",
     "otp",
@@ -46,7 +47,12 @@ _CONFIG_KEYS = (
     "error_style",
     "demo_client_id",
     "demo_refresh_tokens",
+    "capability_maps",
+    "credentials",
+    "delegation_depth_limit",
 )
+_MAP_FIELDS = ("integrations", "client_id")
+_CREDENTIAL_FIELDS = ("integration", "credential_type", "value", "client_id")
 _COUNTERS = (
     "requests",
     "token_requests",
@@ -54,9 +60,25 @@ _COUNTERS = (
     "revocation_requests",
     "revocation_not_modified",
     "jwks_requests",
+    "capability_map_requests",
+    "capability_map_not_modified",
+    "credential_requests",
+    "audit_requests",
+    "delegate_requests",
+    "enroll_requests",
     "faults_fired",
     "admin_requests",
 )
+_COUNTED_PATHS = {
+    "/oauth/token": "token_requests",
+    "/oauth/revoked-tokens": "revocation_requests",
+    "/.well-known/jwks.json": "jwks_requests",
+    "/v1/sync/capability-maps": "capability_map_requests",
+    "/v1/credentials/fetch": "credential_requests",
+    "/v1/audit/events/batch": "audit_requests",
+    "/oauth/delegate": "delegate_requests",
+    "/oauth/enroll": "enroll_requests",
+}
 
 
 def _load_config(config: Union[None, str, "os.PathLike[str]", Mapping[str, Any]]) -> Dict[str, Any]:
@@ -71,6 +93,22 @@ def _load_config(config: Union[None, str, "os.PathLike[str]", Mapping[str, Any]]
     return loaded
 
 
+def _check_entries(cfg: Mapping[str, Any], key: str, fields: Sequence[str]) -> None:
+    entries = cfg.get(key, [])
+    if not isinstance(entries, list):
+        raise ValueError("emulator config: {} must be a list of objects".format(key))
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise ValueError("emulator config: {}[{}] must be an object".format(key, i))
+        unknown = sorted(set(entry) - set(fields))
+        if unknown:
+            raise ValueError(
+                "emulator config: {}[{}]: unknown field(s) {}; known: {}".format(
+                    key, i, ", ".join(map(str, unknown)), ", ".join(fields)
+                )
+            )
+
+
 def _check_config(cfg: Mapping[str, Any]) -> None:
     unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
     if unknown:
@@ -82,6 +120,31 @@ def _check_config(cfg: Mapping[str, Any]) -> None:
     agents = cfg.get("agents", [])
     if not isinstance(agents, list):
         raise ValueError("emulator config: agents must be a list of agent objects")
+    _check_entries(cfg, "capability_maps", _MAP_FIELDS)
+    _check_entries(cfg, "credentials", _CREDENTIAL_FIELDS)
+    limit = cfg.get("delegation_depth_limit", DEFAULT_DELEGATION_DEPTH_LIMIT)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError("emulator config: delegation_depth_limit must be an integer >= 0")
+
+
+def _stores_agent(build: Callable[_P, Agent]) -> Callable[Concatenate[Emulator, _P], str]:
+    """``Emulator.add_agent`` from ``make_agent``: the same parameters, defined once (typed for
+    mypy through ParamSpec, and shown by ``help()``/``inspect`` through ``__signature__``)."""
+
+    def add_agent(self: Emulator, /, *args: Any, **kwargs: Any) -> str:
+        agent = build(*args, **kwargs)
+        self.tokens.put_agent(agent)
+        return agent.client_secret
+
+    sig = inspect.signature(build)
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    add_agent.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=params + list(sig.parameters.values()), return_annotation="str"
+    )
+    add_agent.__doc__ = "Create or replace an agent; returns its secret (generated when not given).\n\n" + (
+        build.__doc__ or ""
+    )
+    return add_agent
 
 
 class Emulator:
@@ -99,6 +162,7 @@ class Emulator:
         jwks_max_age: Optional[int] = None,
         key_grace: Optional[float] = None,
         error_style: Optional[str] = None,
+        clock: Optional[Clock] = None,
     ) -> None:
         from .._http._hosts import is_loopback_host
 
@@ -120,10 +184,18 @@ class Emulator:
         style = error_style if error_style is not None else cfg.get("error_style")
         if style not in (None, "oculus", "rfc6749"):
             raise ValueError("error_style must be 'oculus' or 'rfc6749'")
-        self.keys = KeyRing()
+        #: Every instant the emulator uses (token claims, expiries, key grace periods).
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self.keys = KeyRing(self.clock)
         self.tokens = TokenService(
-            self.keys, tenant_id=str(cfg.get("tenant_id", "tenant_emulator")), error_style=style
+            self.keys,
+            self.clock,
+            tenant_id=str(cfg.get("tenant_id", "tenant_emulator")),
+            error_style=style,
+            delegation_depth_limit=cfg.get("delegation_depth_limit", DEFAULT_DELEGATION_DEPTH_LIMIT),
         )
+        self.governance = GovernanceService(self.tokens)
+        self.delegation = DelegationService(self.tokens)
         self.faults = FaultSet()
         self.demo_client_id = str(cfg.get("demo_client_id", "emulator-demo-agent"))
         self.demo_client_secret = "sk_demo_" + secrets.token_urlsafe(24)
@@ -134,13 +206,7 @@ class Emulator:
         self._thread: Optional[threading.Thread] = None
         self._state_lock = threading.Lock()
         self.url = ""
-        self.otp: Any = None
-        try:
-            from ._otp import OtpService  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            pass
-        else:
-            self.otp = OtpService(admin_token=admin_token, config=cfg.get("otp"))
+        self.otp = OtpService(admin_token=admin_token, config=cfg.get("otp"), clock=self.clock)
         self._initial_state()
 
     # ------------------------------------------------------------------ lifecycle
@@ -148,6 +214,8 @@ class Emulator:
         self.tokens.reset()
         self.keys.reset()
         self.faults.reset()
+        self.governance.reset()
+        self.delegation.reset()
         with self._stats_lock:
             self._counts = {name: 0 for name in _COUNTERS}
             self._by_grant = {}
@@ -160,25 +228,44 @@ class Emulator:
                 refresh_tokens=bool(self._config.get("demo_refresh_tokens", False)),
             )
         )
-        for i, spec in enumerate(self._config.get("agents") or ()):
+        cfg = self._config
+        for i, spec in enumerate(cfg.get("agents") or ()):
             self.tokens.put_agent(self._agent_from_json(spec, "config agents[{}]".format(i)))
+        for i, entry in enumerate(cfg.get("capability_maps") or ()):
+            try:
+                self.governance.set_capability_map(entry.get("integrations"), entry.get("client_id"))
+            except ValueError as exc:
+                raise ValueError("emulator config: capability_maps[{}]: {}".format(i, exc)) from None
+        for i, entry in enumerate(cfg.get("credentials") or ()):
+            try:
+                self.governance.set_credential(
+                    entry.get("integration"),
+                    entry.get("credential_type"),
+                    entry.get("value"),
+                    entry.get("client_id"),
+                )
+            except ValueError as exc:
+                raise ValueError("emulator config: credentials[{}]: {}".format(i, exc)) from None
 
     @staticmethod
     def _agent_from_json(spec: Any, where: str) -> Agent:
         if not isinstance(spec, Mapping):
             raise ValueError(where + " must be an object")
-        unknown = sorted(set(spec) - set(_AGENT_FIELDS))
+        unknown = sorted(set(spec) - set(AGENT_FIELDS))
         if unknown:
             raise ValueError("{}: unknown field(s) {}".format(where, ", ".join(unknown)))
         if "client_id" not in spec:
             raise ValueError(where + ": client_id is required")
-        return make_agent(**dict(spec))
+        try:
+            return make_agent(**dict(spec))
+        except (TypeError, ValueError) as exc:
+            raise ValueError("{}: {}".format(where, exc)) from None
 
     @property
     def port(self) -> int:
         return self._server.server_address[1] if self._server is not None else self._port
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         with self._state_lock:
             if self._server is not None:
                 return self
@@ -199,6 +286,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        """Stop serving: returns at once, even with a handler inside a ``delay`` fault."""
         with self._state_lock:
             server, thread = self._server, self._thread
             self._server, self._thread = None, None
@@ -213,7 +301,7 @@ class Emulator:
 
     close = stop
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -222,38 +310,17 @@ class Emulator:
     def __repr__(self) -> str:
         return "Emulator(url={!r})".format(self.url or None)
 
-    # ------------------------------------------------------------------ python API
-    def add_agent(
-        self,
-        client_id: str,
-        client_secret: Optional[str] = None,
-        *,
-        scopes: Optional[Sequence[str]] = None,
-        status: str = "active",
-        token_ttl: int = 600,
-        refresh_tokens: bool = False,
-        rotate_refresh_tokens: bool = True,
-        policies: Optional[Sequence[Mapping[str, Any]]] = None,
-        error_style: Optional[str] = None,
-        tenant_id: Optional[str] = None,
-        framework: Optional[str] = None,
-    ) -> str:
-        """Create or replace an agent; returns its secret (generated when not given)."""
-        agent = make_agent(
-            client_id,
-            client_secret,
-            scopes=scopes,
-            status=status,
-            token_ttl=token_ttl,
-            refresh_tokens=refresh_tokens,
-            rotate_refresh_tokens=rotate_refresh_tokens,
-            policies=policies,
-            error_style=error_style,
-            tenant_id=tenant_id,
-            framework=framework,
-        )
-        self.tokens.put_agent(agent)
-        return agent.client_secret
+    # ------------------------------------------------------------------ python API: agents and tokens
+    add_agent = _stores_agent(make_agent)
+
+    def list_agents(self) -> List[Dict[str, Any]]:
+        """Every agent with its grants and settings, never its secret."""
+        out = []
+        for cid in self.tokens.agent_ids():
+            agent = self.tokens.get_agent(cid)
+            if agent is not None:
+                out.append(agent.describe())
+        return out
 
     def rotate_secret(self, client_id: str) -> str:
         return self.tokens.rotate_secret(client_id)
@@ -262,7 +329,13 @@ class Emulator:
         self.tokens.set_status(client_id, status)
 
     def revoke(self, jti: str) -> None:
+        """Revoke a token and, transitively, every token delegated from it."""
         self.tokens.revoke(jti)
+
+    def issued_tokens(self) -> List[Dict[str, Any]]:
+        """The tokens issued (the most recent 10,000): jti, sub, scope, iat, exp, revoked,
+        delegation_depth, parent_jti. Never the token strings."""
+        return self.tokens.issued_tokens()
 
     def rotate_keys(self, grace: Optional[float] = None) -> str:
         """New signing key; the old one stays in the JWKS for ``grace`` seconds. Returns the new kid."""
@@ -294,8 +367,44 @@ class Emulator:
     def jwks(self) -> Dict[str, Any]:
         return self.keys.jwks()
 
+    # ------------------------------------------------------------------ python API: governance
+    def set_capability_map(
+        self, integrations: Mapping[str, Mapping[str, Any]], client_id: Optional[str] = None
+    ) -> None:
+        """The capability map every agent sees, or only ``client_id`` (overriding the global one),
+        in the wire shape ``{name: {"capabilities": {cap: meta}, "deny_always": [cap]}}``."""
+        self.governance.set_capability_map(integrations, client_id)
+
+    def set_credential(
+        self, integration: str, credential_type: str, value: str, client_id: Optional[str] = None
+    ) -> None:
+        """Register or rotate an integration's credential (for every agent, or only ``client_id``)."""
+        self.governance.set_credential(integration, credential_type, value, client_id)
+
+    def audit_events(self) -> List[Dict[str, Any]]:
+        """Every audit event received, in order (resent duplicates counted once)."""
+        return self.governance.audit_events()
+
+    def mint_enroll_token(
+        self,
+        scopes: Sequence[str],
+        *,
+        client_id: Optional[str] = None,
+        policies: Optional[Sequence[Mapping[str, Any]]] = None,
+        constraints: Optional[Mapping[str, Any]] = None,
+        ttl: float = DEFAULT_ENROLL_TTL,
+    ) -> str:
+        """A one-time enroll token (valid ``ttl`` seconds) that creates an agent with these grants
+        (``client_id`` generated when not given) at ``POST /oauth/enroll``."""
+        token, _ = self.delegation.mint_enroll_token(
+            scopes, client_id=client_id, policies=policies, constraints=constraints, ttl=ttl
+        )
+        return token
+
+    # ------------------------------------------------------------------ python API: control
     def reset(self) -> None:
-        """Back to the start state: demo (and config) agents, no revocations, counters zero, faults cleared."""
+        """Back to the start state: demo (and config) agents, maps and credentials; no revocations,
+        audit events or enroll tokens; counters zero, faults cleared."""
         self._initial_state()
         if self.otp is not None:
             self.otp.reset()
@@ -312,6 +421,8 @@ class Emulator:
             out["token_requests_by_grant"] = dict(self._by_grant)
         out["faults_fired"] = self.faults.fired
         out["tokens_issued"] = self.tokens.tokens_issued
+        out["audit_events"] = self.governance.events_accepted
+        out["audit_duplicates"] = self.governance.events_duplicated
         if self.otp is not None:
             out.update(self.otp.stats())
         return out
@@ -323,19 +434,17 @@ class Emulator:
 
     def _count_request(self, req: Request) -> None:
         path = req.path
-        grant = (_form(req).get("grant_type", "") or "none") if path == "/oauth/token" else ""
+        counter = _COUNTED_PATHS.get(path)
+        if counter is None and path.startswith("/_emulator/"):
+            counter = "admin_requests"
+        grant = (req.form().get("grant_type", "") or "none") if path == "/oauth/token" else ""
         with self._stats_lock:
             c = self._counts
             c["requests"] += 1
-            if path == "/oauth/token":
-                c["token_requests"] += 1
+            if counter is not None:
+                c[counter] += 1
+            if grant:
                 self._by_grant[grant] = self._by_grant.get(grant, 0) + 1
-            elif path == "/oauth/revoked-tokens":
-                c["revocation_requests"] += 1
-            elif path == "/.well-known/jwks.json":
-                c["jwks_requests"] += 1
-            elif path.startswith("/_emulator/"):
-                c["admin_requests"] += 1
 
     def _log(self, method: str, path: str, status: Optional[int], ms: float, fault: Optional[str]) -> None:
         stream = self._logstream
@@ -376,27 +485,3 @@ class Emulator:
         from ._routes import route
 
         return route(self, req)
-
-
-def _form(req: Request) -> Dict[str, str]:
-    """The token request's fields: form-encoded (the protocol) or, leniently, JSON."""
-    ctype = req.headers.get("content-type", "")
-    if "json" in ctype:
-        try:
-            data = json.loads(req.body.decode("utf-8") or "{}")
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    try:
-        parsed = parse_qs(req.body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def admin_denied() -> Response:
-    return json_response(
-        401,
-        error_body("unauthorized", "admin token required: send Authorization: Bearer <admin_token>", None),
-        [("WWW-Authenticate", 'Bearer realm="emulator-admin"')],
-    )

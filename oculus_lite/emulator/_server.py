@@ -6,7 +6,8 @@ then stall every request by about 40 ms. Here each response is assembled into
 one bytes object and written once (and TCP_NODELAY is set), keep-alive is on
 (HTTP/1.1, Content-Length always), and request logging is off unless asked.
 Fault kinds that must misbehave on the wire (close, truncate, trickle,
-oversize) are carried out here too.
+oversize) are carried out here too. Every wait (a ``delay`` fault, a trickle's
+pauses) waits on the server's ``stopped`` Event, so ``stop()`` returns at once.
 """
 
 import json
@@ -44,9 +45,32 @@ class Request:
         self.body = body
 
     def json(self) -> Any:
+        """The body as JSON ({} when empty); ValueError when it is not JSON (or nested absurdly deep)."""
         if not self.body.strip():
             return {}
-        return json.loads(self.body.decode("utf-8"))
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except RecursionError:
+            raise ValueError("request body is nested too deeply") from None
+
+    def form(self) -> Dict[str, str]:
+        """Form fields: form-encoded (the protocol) or, leniently, a JSON object; {} when unreadable."""
+        if "json" in self.headers.get("content-type", ""):
+            try:
+                data = self.json()
+            except (ValueError, UnicodeDecodeError):
+                return {}
+            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        try:
+            parsed = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            return {}
+        return {k: v[0] for k, v in parsed.items()}
+
+    def bearer(self) -> str:
+        """The token of an ``Authorization: Bearer`` header, or ''."""
+        auth = self.headers.get("authorization", "")
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
 
 
 class Response:
@@ -74,6 +98,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self._conns: Set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._stopping = False
+        self.stopped = threading.Event()  # set by wake(): waits inside handlers end at once
         self._busy = 0
         self._idle = threading.Condition(self._conns_lock)
         super().__init__(address, _Handler)
@@ -93,6 +118,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     def wake(self) -> None:
         self._stopping = True
+        self.stopped.set()
         try:
             self._waker_w.send(b"x")
         except OSError:
@@ -208,7 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not path.startswith("/_emulator/"):
                 fault = app.faults.pick(self.command, path)
             if fault is not None and fault.delay_ms and fault.kind != "trickle":
-                time.sleep(fault.delay_ms / 1000.0)
+                if self.server.stopped.wait(fault.delay_ms / 1000.0):
+                    self._cut()  # stopping: no answer
+                    return
             if fault is None or fault.kind == "delay":
                 status = self._send(app.route(req))
             else:
@@ -319,8 +347,9 @@ class _Handler(BaseHTTPRequestHandler):
         # trickle
         self.wfile.write(head)
         for i in range(len(resp.body)):
-            if rule.interval_ms:
-                time.sleep(rule.interval_ms / 1000.0)
+            if rule.interval_ms and self.server.stopped.wait(rule.interval_ms / 1000.0):
+                self._cut()
+                return None
             self.wfile.write(resp.body[i : i + 1])
         return resp.status
 

@@ -223,13 +223,15 @@ def test_dashboard_panels(emulator: Emulator, approver: Any) -> None:
     assert approver.get(UI).status == 200 and 'id="signin"' in approver.get(UI).text  # not without a session
     approver.sign_in()
     state = json.loads(approver.get(UI + "/api/state").text)
-    assert [panel["id"] for panel in state["panels"]] == ["pending", "decided"]
+    assert [panel["id"] for panel in state["panels"]] == ["pending", "decided", "agents", "tokens", "audit"]
     pending = state["panels"][0]
     assert (
         pending["rows"][0][0]["href"] == _page_path(p)
         and pending["rows"][0][5]["text"] == "quarterly numbers"
     )
     assert state["panels"][1]["rows"] == []
+    agents = [row[0]["text"] for row in state["panels"][2]["rows"]]
+    assert emulator.demo_client_id in agents
     page = approver.get(UI).text
     assert 'id="panel-pending"' in page and "crm.export" in page and 'href="{}"'.format(_page_path(p)) in page
 

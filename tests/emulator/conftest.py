@@ -7,6 +7,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from oculus_lite.jwt import b64url_strict
 from oculus_lite.verify import _rsa
 
 
@@ -80,16 +81,18 @@ def connect() -> Any:
 def decode_and_verify(token: str, jwks: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Header and claims of an RS256 token whose signature verifies against ``jwks`` (else AssertionError)."""
     head_b64, claims_b64, sig_b64 = token.split(".")
-    header = json.loads(_rsa.b64url_decode(head_b64))
-    claims = json.loads(_rsa.b64url_decode(claims_b64))
+    header = json.loads(b64url_strict(head_b64, "header"))
+    claims = json.loads(b64url_strict(claims_b64, "payload"))
     keys = {k["kid"]: k for k in jwks["keys"]}
     assert header["kid"] in keys, "kid not in JWKS"
     jwk = keys[header["kid"]]
     pub = _rsa.RSAPublicKey(
-        int.from_bytes(_rsa.b64url_decode(jwk["n"]), "big"),
-        int.from_bytes(_rsa.b64url_decode(jwk["e"]), "big"),
+        int.from_bytes(b64url_strict(jwk["n"], "n"), "big"),
+        int.from_bytes(b64url_strict(jwk["e"], "e"), "big"),
     )
-    assert _rsa.verify(pub, "RS256", (head_b64 + "." + claims_b64).encode(), _rsa.b64url_decode(sig_b64))
+    assert _rsa.verify(
+        pub, "RS256", (head_b64 + "." + claims_b64).encode(), b64url_strict(sig_b64, "signature")
+    )
     return header, claims
 
 

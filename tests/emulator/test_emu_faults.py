@@ -3,6 +3,7 @@
 import http.client
 import json
 import socket
+from typing import List
 
 import pytest
 
@@ -174,3 +175,54 @@ def test_clear_faults_and_listing(emulator, wire):
     emulator.clear_faults()
     assert wire.request("GET", REVOKED)[0] == 200
     assert emulator.stats()["faults_fired"] == 1
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"path": REVOKED, "kind": "delay", "delay_ms": 600_000},
+        {"path": REVOKED, "kind": "status", "status": 503, "delay_ms": 600_000},
+        {"path": REVOKED, "kind": "trickle", "interval_ms": 600_000},
+    ],
+)
+def test_stop_ends_a_handler_waiting_inside_a_fault(rule):
+    """A handler in a 10-minute wait leaves as soon as stop() is called: stop() does not
+    return with it still sleeping (it used to wait 2 s for it, then leave it behind)."""
+    import threading
+    import time
+
+    from oculus_lite.emulator import Emulator
+
+    emu = Emulator().start()
+    server = emu._server
+    assert server is not None
+    emu.set_faults([rule])
+    head_seen = threading.Event()
+    outcome: List[object] = []
+
+    def call():
+        conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=30)
+        try:
+            conn.request("GET", REVOKED)
+            resp = conn.getresponse()
+            head_seen.set()  # a trickle has sent its head: the handler now waits between bytes
+            outcome.append(resp.read())
+        except (http.client.HTTPException, OSError) as exc:
+            outcome.append(exc)
+        finally:
+            conn.close()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    if rule["kind"] == "trickle":
+        assert head_seen.wait(30)
+    else:  # sync on the rule having fired (the handler is then inside its delay), not on elapsed time
+        deadline = time.monotonic() + 30
+        while emu.faults.fired == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert emu.faults.fired == 1
+    emu.stop()
+    assert server.wait_idle(0), "a handler was still waiting after stop() returned"
+    caller.join(30)
+    assert not caller.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], (http.client.HTTPException, OSError))

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from oculus_lite.emulator import Emulator
-from oculus_lite.verify._rsa import b64url_decode
+from oculus_lite.jwt import b64url_strict
 
 
 def test_client_credentials_issues_verifiable_rs256_jwt(emulator, wire, verify_token):
@@ -42,7 +42,7 @@ def test_each_token_has_a_fresh_jti_and_no_aud_unless_asked(emulator, wire):
     for _ in range(3):
         status, body = wire.token(emulator.demo_client_id, emulator.demo_client_secret)
         assert status == 200
-        claims = json.loads(b64url_decode(body["access_token"].split(".")[1]))
+        claims = json.loads(b64url_strict(body["access_token"].split(".")[1], "payload"))
         assert "aud" not in claims
         jtis.add(claims["jti"])
     assert len(jtis) == 3
@@ -127,9 +127,11 @@ def test_demo_agent_has_a_shadow_policy(emulator, wire):
     assert (status, body["error"]["code"]) == (403, "policy_shadow_mode")
 
 
-def test_missing_scope_and_bad_grant_are_400(emulator, wire):
+def test_missing_scope_without_default_grant_and_bad_grant_are_400(emulator, wire):
+    # the demo agent's scopes are all wildcards and it has no default_scopes: nothing to default to
     status, body = wire.token(emulator.demo_client_id, emulator.demo_client_secret, None)
-    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert (status, body["error"]["code"]) == (400, "invalid_scope")
+    assert "default_scopes" in body["error"]["message"]
     status, _, raw = wire.request("POST", "/oauth/token", form={"grant_type": "password"})
     assert (status, json.loads(raw)["error"]["code"]) == (400, "unsupported_grant_type")
 

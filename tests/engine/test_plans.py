@@ -73,7 +73,12 @@ def test_token_plan_falls_back_to_client_credentials_when_the_refresh_token_is_r
     clock = ManualClock()
     endpoint = TokenEndpoint("http://127.0.0.1:9", "id", "s3cret-value", timeout=5.0, margin=10.0)
     plan = token_plan(
-        endpoint, "db:read", "rt-1", deadline=clock.monotonic() + 30, policy=RetryPolicy(retries=0), clock=clock
+        endpoint,
+        "db:read",
+        "rt-1",
+        deadline=clock.monotonic() + 30,
+        policy=RetryPolicy(retries=0),
+        clock=clock,
     )
     refused = Response(400, {}, b'{"error": "invalid_grant"}')
     granted = Response(200, {}, b'{"access_token": "tok-2", "expires_in": 60}')

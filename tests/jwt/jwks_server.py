@@ -1,5 +1,5 @@
 """Test helpers: a real JWKS server on loopback serving keys the emulator does not have
-(small, RS384/RS512, kid-less, EC, broken), and a token signer built on ``_rsa``.
+(small, RS384/RS512, kid-less, EC, broken), and a token signer built on the emulator's ``_signing``.
 
 Used by tests/jwt, tests/interop and tests/benchmarks/bench_verify.py.
 """
@@ -12,23 +12,23 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from oculus_lite.verify import _rsa
+from oculus_lite.emulator import _signing
 
-_KEYS: Dict[int, List[_rsa.RSAPrivateKey]] = {}
+_KEYS: Dict[int, List[_signing.RSAPrivateKey]] = {}
 _KEYS_LOCK = threading.Lock()
 
 
-def rsa_key(bits: int = 2048, index: int = 0) -> _rsa.RSAPrivateKey:
+def rsa_key(bits: int = 2048, index: int = 0) -> _signing.RSAPrivateKey:
     """A process-wide cached test key (generation takes about a second at 2048 bits)."""
     with _KEYS_LOCK:
         keys = _KEYS.setdefault(bits, [])
         while len(keys) <= index:
-            keys.append(_rsa.generate_private_key(bits))
+            keys.append(_signing.generate_private_key(bits))
         return keys[index]
 
 
 def b64(data: bytes) -> str:
-    return _rsa.b64url_encode(data)
+    return _signing.b64url_encode(data)
 
 
 def b64json(obj: Any) -> str:
@@ -51,7 +51,7 @@ def claims(ttl: int = 600, **extra: Any) -> Dict[str, Any]:
 
 
 def sign(
-    key: _rsa.RSAPrivateKey,
+    key: _signing.RSAPrivateKey,
     payload: Mapping[str, Any],
     *,
     alg: str = "RS256",
@@ -63,7 +63,7 @@ def sign(
         hdr["kid"] = kid
     hdr.update(header or {})
     signing_input = b64json(hdr) + "." + b64json(dict(payload))
-    return signing_input + "." + b64(_rsa.sign(key, alg, signing_input.encode("ascii")))
+    return signing_input + "." + b64(_signing.sign(key, alg, signing_input.encode("ascii")))
 
 
 def sign_hs256(secret: bytes, payload: Mapping[str, Any], kid: Optional[str] = "k1") -> str:
@@ -80,9 +80,9 @@ def unsigned(payload: Mapping[str, Any], alg: str = "none") -> str:
 
 
 def jwk(
-    key: _rsa.RSAPrivateKey, kid: Optional[str] = "k1", alg: Optional[str] = "RS256", **extra: Any
+    key: _signing.RSAPrivateKey, kid: Optional[str] = "k1", alg: Optional[str] = "RS256", **extra: Any
 ) -> Dict[str, Any]:
-    out: Dict[str, Any] = dict(key.public_key().jwk(kid or "", alg or "RS256"))
+    out: Dict[str, Any] = dict(_signing.public_jwk(key.public_key(), kid or "", alg or "RS256"))
     if kid is None:
         del out["kid"]
     if alg is None:
