@@ -24,6 +24,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from typing import Any, Dict, List
 
+    from ._engine import Clock as Clock
+    from ._engine import ManualClock as ManualClock
+    from ._engine import SystemClock as SystemClock
     from .emulator import Emulator as Emulator
     from .exceptions import AgentOTPError as AgentOTPError
     from .exceptions import ApprovalTimeoutError as ApprovalTimeoutError
@@ -69,7 +72,11 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .permissions import TokenVerification as TokenVerification
     from .tokens._client import Client as Client
     from .tokens._client import OculusClient as OculusClient
+    from .tokens._file_store import FileTokenStore as FileTokenStore
     from .tokens._models import Token as Token
+    from .tokens._store import SharedToken as SharedToken
+    from .tokens._store import StoreKey as StoreKey
+    from .tokens._store import TokenStore as TokenStore
     from .transport import AsyncTransport as AsyncTransport
     from .transport import Request as Request
     from .transport import Response as Response
@@ -96,6 +103,13 @@ _WHERE.update(
         "Claims": "jwt",
         "JwksVerifier": "jwt",
         "Token": "tokens._models",
+        "Clock": "_engine",
+        "ManualClock": "_engine",
+        "SystemClock": "_engine",
+        "FileTokenStore": "tokens._file_store",
+        "SharedToken": "tokens._store",
+        "StoreKey": "tokens._store",
+        "TokenStore": "tokens._store",
         "AgentOTPClient": "permissions",
         "AsyncAgentOTPClient": "permissions",
         "AsyncPermissionClient": "permissions",

@@ -21,6 +21,21 @@ def test_all_is_sorted_and_every_name_resolves():
     assert "Client" in dir(oculus_lite)
 
 
+def test_type_checkers_see_every_public_name():
+    """The TYPE_CHECKING re-exports and the lazy table list the same names, from the same modules."""
+    import ast
+
+    tree = ast.parse((PACKAGE_DIR / "__init__.py").read_text(encoding="utf-8"))
+    typed = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                if alias.asname == alias.name:
+                    typed[alias.name] = node.module
+    lazy = dict(oculus_lite._WHERE)  # type: ignore[attr-defined]
+    assert typed == lazy
+
+
 def test_seed_names_are_exported():
     names = set(oculus_lite.__all__)
     for name in (

@@ -91,7 +91,9 @@ class Client:
         clock: where time comes from (``oculus_lite.ManualClock`` in tests).
         store: a ``TokenStore`` shared by the processes of a fleet (``FileTokenStore`` for one
             host, ``oculus_lite_redis.RedisTokenStore`` for many), so the fleet asks for one
-            token per key per lifetime. The in-process cache stays in front of it.
+            token per key per lifetime. The in-process cache stays in front of it. Default:
+            the store ``OCULUS_TOKEN_STORE`` names (``file:``, ``file:/path``, ``redis://...``),
+            or the file store when ``OCULUS_LAMBDA_CACHE=true``; else none.
 
     Example::
 
@@ -173,6 +175,11 @@ class Client:
         self._refresh_queue: List[CacheKey] = []
         self._worker = Worker(self, "oculus-lite-worker[{}]".format(client_id), self._clock)
         self._fleet: Optional[FleetCache] = None
+        self._owns_store = store is None
+        if store is None:
+            from ._store_spec import store_from_environment
+
+            store = store_from_environment()  # OCULUS_TOKEN_STORE, OCULUS_LAMBDA_CACHE
         if store is not None and client_id and client_secret:
             self._fleet = FleetCache(
                 store,
@@ -264,11 +271,20 @@ class Client:
         thread = self._begin_stop()
         if thread is not None:
             thread.join(self._timeout)
+        self._close_store()
         close = getattr(self._transport, "close", None)
         if callable(close):
             close()
 
     close = stop
+
+    def _close_store(self) -> None:
+        fleet = self._fleet
+        if fleet is not None and self._owns_store:  # a store passed in may serve other clients
+            try:
+                fleet.store.close()
+            except Exception as exc:  # closing never fails stop()
+                log.warning("closing the token store failed (%s)", type(exc).__name__)
 
     async def aclose(self) -> None:
         """``stop()`` for coroutines: the worker is joined off the event loop, and an async
@@ -279,6 +295,7 @@ class Client:
         loop = asyncio.get_running_loop()
         if thread is not None:
             await loop.run_in_executor(None, thread.join, self._timeout)
+        await loop.run_in_executor(None, self._close_store)
         aclose = getattr(self._transport, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -226,6 +226,11 @@ class FileTokenStore:
     See the module docstring for what is stored in clear and what is not supported.
     """
 
+    #: Ask the client to check each token read here against the issuer's current JWKS before
+    #: trusting it: the standard library has no AEAD, so this store only authenticates values
+    #: with an HMAC, and a token restored from disk is re-verified rather than believed.
+    verify_reads = True
+
     def __init__(self, path: Union[str, "os.PathLike[str]", None] = None) -> None:
         if sys.platform == "win32" or not _O_NOFOLLOW:
             raise ConfigurationError(

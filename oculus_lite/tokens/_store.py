@@ -87,7 +87,9 @@ class TokenStore(Protocol):
     store's own short timeout; a store raises on any failure and never retries.
 
     ``owner`` is a random string the leader picked: only that owner extends or releases its
-    lease. Losing a lease (expiry, eviction, a store restart) costs at most one duplicate
+    lease. A store that cannot authenticate the values it returns sets a class attribute
+    ``verify_reads = True``: the client then checks each token it reads against the issuer's
+    JWKS before using it. Losing a lease (expiry, eviction, a store restart) costs at most one duplicate
     token request, never a wrong token: ``put`` keeps whichever token lives longer.
     """
 
