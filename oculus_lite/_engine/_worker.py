@@ -29,6 +29,8 @@ Job = Callable[[Any], Optional[float]]
 
 #: How long a job that raised waits before its next try.
 RETRY_AFTER_CRASH = 5.0
+#: The due time of a job that is running now.
+_RUNNING = float("inf")
 
 
 class Worker:
@@ -111,6 +113,8 @@ class Worker:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._thread = None
+        now = self._clock.monotonic()  # a job the parent's thread was running is due again here
+        self._jobs = {name: (now if due == _RUNNING else due, job) for name, (due, job) in self._jobs.items()}
 
     def _start_locked(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -141,7 +145,7 @@ class Worker:
                 assert name is not None
                 with self._lock:
                     if self._jobs.get(name, (None, None))[1] is job:
-                        del self._jobs[name]
+                        self._jobs[name] = (_RUNNING, job)  # still registered while it runs
                 self._run_job(name, job)
         except _Stop:
             pass
@@ -160,9 +164,14 @@ class Worker:
             again = RETRY_AFTER_CRASH
         finally:
             del owner  # hold the owner only while its job runs
-        if again is not None:
-            with self._lock:
-                if name not in self._jobs and not self._stopped:
+        with self._lock:
+            current = self._jobs.get(name)
+            if (
+                current is not None and current[0] == _RUNNING and current[1] is job
+            ):  # not rescheduled meanwhile
+                if again is None or self._stopped:
+                    del self._jobs[name]
+                else:
                     self._jobs[name] = (self._clock.monotonic() + max(0.0, again), job)
 
 
