@@ -10,6 +10,7 @@ import sys
 from typing import Callable, List, Optional, Sequence, TextIO
 
 from ..exceptions import OculusError
+from ._examples import add_examples
 from ._exit import EXIT_OK, EXIT_USAGE, exit_code_for
 
 __all__ = ["exit_code_for", "main"]
@@ -70,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for register in _extensions():
         register(sub)
+    add_examples(parser)
     return parser
 
 

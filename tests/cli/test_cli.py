@@ -69,3 +69,28 @@ def test_python_dash_m_smoke():
     assert result.returncode == 0
     for command in ("serve", "token", "decode", "demo"):
         assert command in result.stdout
+
+
+def test_every_help_ends_with_an_example_that_parses():
+    """Each command's --help ends with a real invocation; the invocation parses."""
+    import shlex
+
+    from oculus_lite.cli import _build_parser
+    from oculus_lite.cli._examples import PROG, walk
+
+    parser = _build_parser()
+    paths = []
+    for path, each in walk(parser):
+        last = each.format_help().rstrip().splitlines()[-1]
+        assert last.startswith("Example: " + PROG + " "), path
+        args = shlex.split(last[len("Example: " + PROG + " ") :])
+        assert parser.parse_args(args).func is not None, path
+        paths.append(path)
+    assert {"", "serve", "token", "demo", "decode", "verify", "doctor", "permission request"} <= set(paths)
+
+
+def test_version_prints_the_version(capsys):
+    from oculus_lite import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "oculus_lite " + __version__
