@@ -2,6 +2,7 @@
 checks that refuse a bad value before anything is sent."""
 
 import math
+import numbers
 import os
 import re
 import unicodedata
@@ -151,14 +152,14 @@ def check_seconds(
 ) -> float:
     """The one check for every number of seconds the package accepts: an int or float, finite,
     > 0 (>= 0 with ``allow_zero``) and at most ``maximum``; never a bool, NaN or infinity."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real
         raise error(
             "{} must be a number of seconds (an int or float), not {}".format(name, type(value).__name__)
         )
     try:
         seconds = float(value)
-    except OverflowError:  # an int too large for a float
-        seconds = math.inf if value > 0 else -math.inf
+    except OverflowError:  # an int too large for a float (either sign): out of range below
+        seconds = math.inf
     if not (0 <= seconds <= maximum) or (seconds == 0 and not allow_zero):  # NaN fails too
         wanted = (
             "a finite number of seconds from 0 to {:.15g}"

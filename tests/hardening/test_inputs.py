@@ -5,6 +5,8 @@ and numbers of seconds that are not finite or not in range, at every place that 
 import asyncio
 import math
 import unicodedata
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
@@ -339,6 +341,10 @@ def test_the_helper_itself():
     assert check_seconds(5, "x") == 5.0 and isinstance(check_seconds(5, "x"), float)
     assert check_seconds(0, "x", allow_zero=True) == 0.0
     assert check_seconds(300, "x", maximum=300) == 300.0
+    assert check_seconds(Fraction(1, 2), "x") == 0.5  # any Real (numpy's numbers too)
+    for bad in (Decimal("1"), Fraction(10**400), -Fraction(10**400)):
+        with pytest.raises(ConfigurationError):
+            check_seconds(bad, "x")
     with pytest.raises(ConfigurationError, match="at most 300"):
         check_seconds(300.5, "x", maximum=300)
     with pytest.raises(ValidationError):
