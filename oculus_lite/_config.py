@@ -2,8 +2,10 @@
 checks that refuse a bad value before anything is sent."""
 
 import math
+import numbers
 import os
 import re
+import unicodedata
 from typing import Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -16,6 +18,8 @@ __all__ = [
     "CLIENT_SECRET_VARS",
     "CONTROL_CHARACTERS",
     "DEFAULT_BASE_URL",
+    "MAX_SECONDS",
+    "OPAQUE_TOKEN",
     "check_count",
     "check_seconds",
     "check_text",
@@ -32,6 +36,33 @@ BASE_URL_VARS = ("ANTI_AI_URL", "OCULUS_BASE_URL")
 
 #: Control characters, C1 controls and Unicode line separators: never valid in a header value.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+#: An opaque credential a server hands out (refresh, service, OTP tokens): printable ASCII with
+#: no whitespace, so it can never split a header, a form field or a log line.
+OPAQUE_TOKEN = re.compile(r"[\x21-\x7e]+\Z")
+
+#: The longest duration any setting accepts (366 days): longer is a mistake, and far longer
+#: overflows the clock arithmetic and the platform's wait primitives.
+MAX_SECONDS = 366 * 86400.0
+
+#: Unicode Default_Ignorable_Code_Point characters that are letters or marks (the rest are
+#: format characters, category Cf): they render as nothing, so a URL holding one is not what it
+#: looks like.
+_INVISIBLE_LETTERS = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
+def _hidden_character(text: str) -> Optional[str]:
+    """The first character of ``text`` that is not what it looks like: any space (ASCII, no-break,
+    ideographic...), a control, format (zero-width, bidi), private-use, surrogate or unassigned
+    code point, or an invisible filler."""
+    for char in text:
+        if "!" <= char <= "~":
+            continue
+        if unicodedata.category(char)[0] in "ZC" or _INVISIBLE_LETTERS.match(char):
+            return char
+    return None
 
 
 def from_env(
@@ -52,9 +83,13 @@ def validate_base_url(url: object, *, allow_insecure_http: bool = False, what: s
     """A normalised http(s) base URL; plain http only for loopback or with explicit opt-in."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("{} must be a non-empty string like 'https://api.example.com'".format(what))
-    url = url.strip()
-    if CONTROL_CHARACTERS.search(url) or " " in url:
-        raise ConfigurationError("{} contains whitespace or control characters".format(what))
+    url = url.strip(" \t\r\n\f\v")  # a pasted newline; any other space is refused below
+    hidden = _hidden_character(url)
+    if hidden is not None:
+        raise ConfigurationError(
+            "{} contains whitespace, a control or an invisible character (U+{:04X}); type the URL "
+            "again without it".format(what, ord(hidden))
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -108,21 +143,61 @@ def check_text(
 
 
 def check_seconds(
-    value: object, name: str, *, allow_zero: bool = False, error: type = ConfigurationError
+    value: object,
+    name: str,
+    *,
+    allow_zero: bool = False,
+    maximum: float = MAX_SECONDS,
+    error: type = ConfigurationError,
 ) -> float:
-    """A finite number of seconds, > 0 (or >= 0 with ``allow_zero``); never a bool, NaN or inf."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise error("{} must be a number of seconds, not {}".format(name, type(value).__name__))
-    seconds = float(value)
-    if not math.isfinite(seconds):
-        raise error("{} must be a finite number of seconds, not {!r}".format(name, value))
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise error("{} must be {} 0 seconds, not {!r}".format(name, ">=" if allow_zero else ">", value))
+    """The one check for every number of seconds the package accepts: an int or float, finite,
+    > 0 (>= 0 with ``allow_zero``) and at most ``maximum``; never a bool, NaN or infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real
+        raise error(
+            "{} must be a number of seconds (an int or float), not {}".format(name, type(value).__name__)
+        )
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float (either sign): out of range below
+        seconds = math.inf
+    if not (0 <= seconds <= maximum) or (seconds == 0 and not allow_zero):  # NaN fails too
+        wanted = (
+            "a finite number of seconds from 0 to {:.15g}"
+            if allow_zero
+            else "a positive, finite number of seconds (at most {:.15g})"
+        )
+        raise error("{} must be {}, not {}".format(name, wanted.format(maximum), _short(value)))
     return seconds
 
 
-def check_count(value: object, name: str, *, minimum: int = 0, error: type = ConfigurationError) -> int:
-    """An int >= ``minimum`` (never a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise error("{} must be an int >= {}, not {!r}".format(name, minimum, value))
+def check_count(
+    value: object,
+    name: str,
+    *,
+    minimum: int = 0,
+    maximum: Optional[int] = None,
+    error: type = ConfigurationError,
+) -> int:
+    """An int between ``minimum`` and ``maximum`` (never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error("{} must be an int, not {}".format(name, type(value).__name__))
+    if value < minimum or (maximum is not None and value > maximum):
+        raise error(
+            "{} must be {}, not {}".format(
+                name,
+                "an int >= {}".format(minimum)
+                if maximum is None
+                else "between {} and {}".format(minimum, maximum),
+                _short(value),
+            )
+        )
     return value
+
+
+def _short(value: object) -> str:
+    """A bounded echo of a number the caller gave (a 5000-digit int has no repr on 3.11+)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an int of over 4300 digits"
+    return text if len(text) <= 24 else text[:20] + "..."

@@ -26,6 +26,7 @@ from .._config import (
     CLIENT_SECRET_VARS,
     CONTROL_CHARACTERS,
     DEFAULT_BASE_URL,
+    check_seconds,
     from_env,
     validate_base_url,
 )
@@ -488,12 +489,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 300:
-        raise argparse.ArgumentTypeError("must be a number of seconds between 0 and 300")
-    return value
+        return check_seconds(float(text), "--timeout", maximum=300.0)
+    except ValueError:  # not a number, or refused (ConfigurationError is a ValueError)
+        raise argparse.ArgumentTypeError("must be a number of seconds between 0 and 300") from None
 
 
 def register(subparsers: Any) -> None:

@@ -8,12 +8,14 @@ a reply becomes a typed object. Nothing here does I/O.
 import datetime as _dt
 import enum
 import json
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, TypedDict
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, TypedDict
 
-from .._config import check_text
+from .._config import OPAQUE_TOKEN, check_count, check_text
+from .._http._models import Response
+from .._http._send import error_from_response, parse_json
+from .._secret import SecretLike
 from ..exceptions import InvalidResponseError, ValidationError
 
 __all__ = [
@@ -30,7 +32,7 @@ MAX_TTL = 3600
 MAX_ACTION = 255
 MAX_RESOURCE = 255
 MAX_TOKEN = 4096
-MAX_ID = 200
+MAX_ID = 128
 
 
 class PermissionStatus(str, enum.Enum):
@@ -144,20 +146,27 @@ class TokenUsage:
 
 # --------------------------------------------------------------------------- validation
 
-_ID_BAD = re.compile(r"[/\\?#%\s\x00-\x1f\x7f]")
+#: A permission id, whoever gives it: it becomes a path segment, so no '.', '/', '?', '%' or
+#: space can ever reach the URL (the emulator's ids are ``perm_<hex>``, the service's UUIDs).
+_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}\Z" % MAX_ID)
+_ID_RULE = "1 to {} letters, digits, '_' or '-'".format(MAX_ID)
 
 
 def check_id(value: object, name: str = "permission_id") -> str:
-    text = check_text(value, name, max_len=MAX_ID)
-    if _ID_BAD.search(text):
-        raise ValidationError(
-            "{} must not contain '/', '?', '#', '%', '\\', spaces or control characters".format(name)
-        )
-    return text
+    """A caller's permission id, refused before anything is sent unless it is a safe segment."""
+    if not isinstance(value, str):
+        raise ValidationError("{} must be a string, not {}".format(name, type(value).__name__))
+    if not _ID.match(value):
+        raise ValidationError("{} must be {}, like 'perm_3f2a...'".format(name, _ID_RULE))
+    return value
 
 
 def check_token(value: object, name: str = "token") -> str:
-    return check_text(value, name, max_len=MAX_TOKEN)
+    """A caller's OTP token: what the service hands out, printable ASCII without whitespace."""
+    text = check_text(value, name, max_len=MAX_TOKEN)
+    if not OPAQUE_TOKEN.match(text):
+        raise ValidationError("{} must be printable ASCII without spaces (an 'otp_...' token)".format(name))
+    return text
 
 
 def check_object(value: object, name: str, *, required: bool = False) -> Dict[str, Any]:
@@ -180,15 +189,6 @@ def check_object(value: object, name: str, *, required: bool = False) -> Dict[st
     return copy
 
 
-def check_number(value: object, name: str, *, minimum: float = 0.0, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError("{} must be a number of seconds, not {}".format(name, type(value).__name__))
-    number = float(value)
-    if math.isnan(number) or math.isinf(number) or number < minimum or (number == 0 and not allow_zero):
-        raise ValidationError("{} must be a positive, finite number of seconds".format(name))
-    return number
-
-
 def build_request_body(
     action: object, scope: object, resource: object, context: object, ttl: object
 ) -> Dict[str, Any]:
@@ -198,11 +198,7 @@ def build_request_body(
         body["resource"] = check_text(resource, "resource", max_len=MAX_RESOURCE)
     body["scope"] = check_object(scope, "scope")
     body["context"] = check_object(context, "context")
-    if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise ValidationError("ttl must be an int number of seconds, not {}".format(type(ttl).__name__))
-    if not MIN_TTL <= ttl <= MAX_TTL:
-        raise ValidationError("ttl must be between {} and {} seconds, got {}".format(MIN_TTL, MAX_TTL, ttl))
-    body["ttl"] = ttl
+    body["ttl"] = check_count(ttl, "ttl", minimum=MIN_TTL, maximum=MAX_TTL, error=ValidationError)
     return body
 
 
@@ -272,18 +268,46 @@ def parse_status(value: Any, what: str) -> PermissionStatus:
         ) from None
 
 
-def parse_permission(data: Mapping[str, Any], what: str, base: Optional[Permission] = None) -> Permission:
-    """A Permission from one of the endpoint payloads; ``base`` fills fields the reply omits."""
-    pid = _get(data, "id") or (base.id if base else None)
-    if not isinstance(pid, str) or not pid:
+def parse_permission(
+    data: Mapping[str, Any],
+    what: str,
+    base: Optional[Permission] = None,
+    *,
+    expected_id: Optional[str] = None,
+) -> Permission:
+    """A Permission from one of the endpoint payloads; ``base`` fills fields the reply omits.
+    A reply about another permission than ``expected_id`` (or ``base``'s) is refused."""
+    if base is not None:
+        expected_id = base.id
+    pid = _get(data, "id")
+    if pid is None:
+        pid = expected_id
+    if pid is None:
         raise InvalidResponseError("{}: the reply has no permission id".format(what))
+    if not isinstance(pid, str) or not _ID.match(pid):
+        raise InvalidResponseError(
+            "{}: the reply's permission id is not {} (refused: it would become a request path)".format(
+                what, _ID_RULE
+            )
+        )
+    if expected_id is not None and pid != expected_id:
+        raise InvalidResponseError(
+            "{}: the reply is about permission {}, not the {} we asked for".format(what, pid, expected_id)
+        )
     raw_status = _get(data, "status")
     if raw_status is None:
         raise InvalidResponseError("{}: the reply has no status".format(what))
     status = parse_status(raw_status, what)
     scope = _get(data, "scope")
     context = _get(data, "context")
-    token = _opt_str(_get(data, "token"))
+    token = _get(data, "token")
+    if token is not None and (
+        not isinstance(token, str) or len(token) > MAX_TOKEN or not OPAQUE_TOKEN.match(token)
+    ):
+        raise InvalidResponseError(
+            "{}: the reply's token for permission {} is not printable ASCII without spaces (at most "
+            "{} characters); refused".format(what, pid, MAX_TOKEN)
+        )
 
     def keep(new: Any, old: Any) -> Any:
         return new if new is not None else old
@@ -344,18 +368,44 @@ def parse_usage(data: Mapping[str, Any], what: str) -> TokenUsage:
     )
 
 
-def unwrap_envelope(body: Dict[str, Any], what: str) -> Dict[str, Any]:
-    """``data`` of a ``{success, data, error}`` envelope (a bare object is taken as data)."""
-    if "success" in body and "data" in body or body.get("success") is True:
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise InvalidResponseError("{}: the envelope has no 'data' object".format(what))
-        return data
-    if body.get("success") is False:
+_ENVELOPE_KEYS = frozenset(("success", "data", "error"))
+
+
+def unwrap_envelope(response: Response, what: str, secrets: Sequence[SecretLike]) -> Dict[str, Any]:
+    """``data`` of a ``{success, data, error}`` envelope, whatever the HTTP status said: anything
+    but ``"success": true`` is the envelope's error (scrubbed of ``secrets``). A bare object,
+    with none of the envelope's keys, is taken as the data itself."""
+    body = parse_json(response, what)
+    if not _ENVELOPE_KEYS.intersection(body):
+        return body
+    success = body.get("success", _MISSING)
+    if success is not True:
+        cause = error_from_response(response, what=what, secrets=secrets)
         raise InvalidResponseError(
-            "{}: the server answered with a success status but success=false".format(what)
+            "{} (an HTTP {} reply whose envelope says {}, so it is an error)".format(
+                cause.message, response.status, _success_text(success)
+            ),
+            code=cause.code,
+            details=cause.details,
+            status_code=response.status,
         )
-    return body
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise InvalidResponseError(
+            "{}: the envelope has no 'data' object".format(what), status_code=response.status
+        )
+    return data
+
+
+_MISSING = object()
+
+
+def _success_text(value: object) -> str:
+    if value is _MISSING:
+        return "nothing about success"
+    if value is None or isinstance(value, bool):
+        return "success=" + json.dumps(value)
+    return "success is a {}, not true".format(type(value).__name__)
 
 
 OnPending = Callable[[Permission], Any]

@@ -17,7 +17,7 @@ from .._engine._clock import SYSTEM_CLOCK, Clock
 from .._engine._plan import Call, Plan, Shield, Sleep
 from .._http._models import AsyncTransport, Request, Transport
 from .._http._registry import resolve_transport
-from .._http._send import RetryPolicy, parse_json, send_plan
+from .._http._send import RetryPolicy, send_plan
 from .._secret import Private, Secret
 from .._version import __version__
 from ..exceptions import (
@@ -28,6 +28,7 @@ from ..exceptions import (
     InvalidResponseError,
     OculusError,
     RateLimitError,
+    ValidationError,
 )
 from ._models import (
     OnPending,
@@ -37,7 +38,6 @@ from ._models import (
     TokenVerification,
     build_request_body,
     check_id,
-    check_number,
     check_object,
     check_token,
     parse_permission,
@@ -275,7 +275,9 @@ class PermissionCore:
 
     @staticmethod
     def _path(permission_id: str, suffix: str = "") -> str:
-        return "/permissions/" + quote(permission_id, safe="") + suffix
+        """``/permissions/<id><suffix>``: the id is checked again here, whoever gave it, and
+        percent-encoded, so no id can reach another route."""
+        return "/permissions/" + quote(check_id(permission_id), safe="") + suffix
 
     def _send_plan(
         self,
@@ -305,7 +307,7 @@ class PermissionCore:
             secrets=(self._api_key,) + secrets,
             hints=_HINTS,
         )
-        return unwrap_envelope(parse_json(response, what), what)
+        return unwrap_envelope(response, what, (self._api_key,) + secrets)
 
     # ------------------------------------------------------------------ operations
 
@@ -342,7 +344,7 @@ class PermissionCore:
     ) -> Plan[Permission]:
         what = "permission status"
         data = yield from self._send_plan("GET", self._path(pid), None, what, deadline=deadline)
-        permission = parse_permission(data, what, base)
+        permission = parse_permission(data, what, base, expected_id=pid)
         if permission.token:
             self._log.debug("permission %s: token received", pid)
         return permission
@@ -447,8 +449,8 @@ def _request_arguments(request: Dict[str, Any], *, wait_for_approval: bool) -> D
 
 def _check_wait(timeout: object, poll_interval: object) -> Tuple[float, float]:
     return (
-        check_number(timeout, "timeout"),
-        check_number(poll_interval, "poll_interval"),
+        check_seconds(timeout, "timeout", error=ValidationError),
+        check_seconds(poll_interval, "poll_interval", error=ValidationError),
     )
 
 

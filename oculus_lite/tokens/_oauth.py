@@ -6,25 +6,32 @@ feed ``TokenEndpoint.parse`` arbitrary replies.
 """
 
 import logging
+import re
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
-from .._config import check_text
+from .._config import CONTROL_CHARACTERS, OPAQUE_TOKEN, check_text
 from .._engine._clock import Clock
 from .._engine._plan import Plan
 from .._http._models import Request, Response
-from .._http._send import RetryPolicy, parse_json, send_plan
+from .._http._send import RetryPolicy, parse_json, scrub, send_plan
 from .._secret import Secret, SecretLike, reveal
-from ..exceptions import OculusAPIError, ValidationError
+from ..exceptions import InvalidResponseError, OculusAPIError, ValidationError
 from ._cache import CacheKey, Entry, timing
 
-__all__ = ["DEFAULT_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope", "token_plan"]
+__all__ = ["DEFAULT_LIFETIME", "MIN_LIFETIME", "TokenEndpoint", "lifetime", "normalise_scope", "token_plan"]
 
 log = logging.getLogger("oculus_lite.client")
 
 #: The service's default token lifetime, assumed when ``expires_in`` is absent or unusable.
 DEFAULT_LIFETIME = 600.0
+#: The shortest lifetime a granted token is kept for, whatever ``expires_in`` says (see lifetime).
+MIN_LIFETIME = 1.0
 _MAX_LIFETIME = 366 * 86400.0
+#: RFC 6750 section 2.1 ``b64token``: all that may follow "Bearer " in an Authorization header.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+#: The longest token accepted from the server (as long as the longest JWT ``decode`` reads).
+_MAX_TOKEN_LEN = 16 * 1024
 _MAX_SCOPE_LEN = 4096
 _MAX_SCOPES = 64
 
@@ -54,7 +61,14 @@ def normalise_scope(scope: object) -> str:
 
 def lifetime(value: object) -> float:
     """Seconds from ``expires_in``: absent or unusable means the service default (600 s);
-    clamped to [0, 1 year] so a hostile value cannot overflow the clock arithmetic."""
+    clamped to [1 s, 1 year] so a hostile value cannot overflow the clock arithmetic.
+
+    A server that grants a token with ``expires_in`` of 0, a negative number or a fraction of
+    a second is misbehaving. We chose to reuse such a token for ``MIN_LIFETIME`` (1 s) rather
+    than to treat the reply as a failed fetch: either way the server is asked at most about
+    once a second per scope (never once per ``get_token`` call, a request storm), and callers
+    get the token the server granted instead of an error; whether it is still accepted is for
+    the resource server to say. ``TokenEndpoint.parse`` logs each such grant as a warning."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return DEFAULT_LIFETIME
     try:
@@ -63,7 +77,7 @@ def lifetime(value: object) -> float:
         return DEFAULT_LIFETIME
     if seconds != seconds:  # NaN
         return DEFAULT_LIFETIME
-    return max(0.0, min(seconds, _MAX_LIFETIME))
+    return max(MIN_LIFETIME, min(seconds, _MAX_LIFETIME))
 
 
 def _scope_of(key: CacheKey) -> str:
@@ -155,29 +169,33 @@ class TokenEndpoint:
         return exc.status_code in (400, 401)
 
     def parse(self, key: CacheKey, response: Response, sent_at: float, clock: Clock) -> Entry:
-        """A cache entry from a 2xx reply; deadlines count from when the request was sent."""
+        """A cache entry from a 2xx reply; deadlines count from when the request was sent.
+
+        Nothing the server says is trusted as is: an access token that is not an RFC 6750
+        ``b64token`` (it would be written after "Bearer " in a header), a refresh or service
+        token that is not printable ASCII without spaces, or a ``token_type`` other than Bearer
+        is an ``InvalidResponseError`` (which never shows the token), and nothing is cached."""
         data = parse_json(response, "token response")
-        token = data.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise OculusAPIError(
-                "token response has no access_token (fields: {})".format(
-                    ", ".join(sorted(data))[:200] or "none"
-                ),
-                status_code=response.status,
+        token = _access_token(data, response.status)
+        _check_token_type(data.get("token_type"), response.status, (self._secret,))
+        refresh_token = _opaque(data, "refresh_token", response.status)
+        service_token = _opaque(data, "sdk_service_token", response.status)
+        seconds = lifetime(data.get("expires_in"))
+        if seconds == MIN_LIFETIME:
+            log.warning(
+                "token endpoint granted a token for %r that expires at once or within a second; "
+                "reusing it for %g s",
+                _scope_of(key),
+                MIN_LIFETIME,
             )
-        refresh_at, block_at, expires = timing(sent_at, lifetime(data.get("expires_in")), self.margin)
+        refresh_at, block_at, expires = timing(sent_at, seconds, self.margin)
         # Keep only what is unusual: most entries carry no extra dict at all (memory per token).
         extra: Dict[str, Any] = {}
         granted = data.get("scope")
         if isinstance(granted, str) and " ".join(sorted(set(granted.split()))) != _scope_of(key):
             extra["scope"] = granted
-        token_type = data.get("token_type")
-        if isinstance(token_type, str) and token_type.lower() != "bearer":
-            extra["token_type"] = token_type
-        service_token = data.get("sdk_service_token")
-        if isinstance(service_token, str) and service_token:
+        if service_token is not None:
             extra["sdk_service_token"] = service_token
-        refresh_token = data.get("refresh_token")
         return Entry(
             token,
             key,
@@ -185,9 +203,54 @@ class TokenEndpoint:
             block_at,
             expires,
             clock.time() + (expires - clock.monotonic()),
-            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+            refresh_token,
             extra or None,
         )
+
+
+def _access_token(data: Mapping[str, Any], status: int) -> str:
+    token = data.get("access_token")
+    if token is None:
+        raise InvalidResponseError(
+            "token response has no access_token ({} other field(s))".format(len(data)), status_code=status
+        )
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LEN or not _B64TOKEN.match(token):
+        raise InvalidResponseError(
+            "token response: the access_token is not a bearer token (RFC 6750: 1 to {} letters, "
+            "digits and -._~+/ then optional '='); refused, nothing cached".format(_MAX_TOKEN_LEN),
+            status_code=status,
+        )
+    return token
+
+
+def _check_token_type(value: object, status: int, secrets: Sequence[SecretLike]) -> None:
+    """Absent means Bearer (RFC 6749 makes it required, servers forget); Bearer in any case."""
+    if value is None or (isinstance(value, str) and value.lower() == "bearer"):
+        return
+    if isinstance(value, str):
+        shown = scrub(CONTROL_CHARACTERS.sub("", value), secrets)
+        named = repr(shown[:40] + ("..." if len(shown) > 40 else ""))
+    else:
+        named = "of JSON type {}".format(type(value).__name__)
+    raise InvalidResponseError(
+        "token response: token_type {} is not supported; only Bearer tokens are (refused, "
+        "nothing cached)".format(named),
+        status_code=status,
+    )
+
+
+def _opaque(data: Mapping[str, Any], name: str, status: int) -> Optional[str]:
+    """An optional opaque token from the reply: None when absent or empty."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_TOKEN_LEN or not OPAQUE_TOKEN.match(value):
+        raise InvalidResponseError(
+            "token response: the {} is not printable ASCII without spaces (at most {} characters); "
+            "refused, nothing cached".format(name, _MAX_TOKEN_LEN),
+            status_code=status,
+        )
+    return value
 
 
 def token_plan(

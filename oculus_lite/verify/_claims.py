@@ -15,7 +15,15 @@ from ..exceptions import (
 )
 from ._keys import SUPPORTED_ALGORITHMS
 
-__all__ = ["as_seconds", "check_audience", "check_claims", "check_header", "is_number"]
+__all__ = [
+    "MAX_NUMERIC_DATE",
+    "as_seconds",
+    "check_audience",
+    "check_claims",
+    "check_header",
+    "check_numeric_date",
+    "is_number",
+]
 
 
 def is_number(value: Any) -> bool:
@@ -30,8 +38,32 @@ def as_seconds(value: Any) -> float:
         return float("inf") if value > 0 else float("-inf")
 
 
+#: The last second of year 9999 (RFC 7519 NumericDate, as far as any calendar API goes): a later
+#: date, infinity (``1e999`` parses to it) or a negative one is a forged "never expires".
+MAX_NUMERIC_DATE = 253402300799
+
+
+def check_numeric_date(name: str, value: Any) -> float:
+    """``value`` as seconds since the epoch when it is a real date: a finite number from 0 to the
+    end of year 9999; otherwise MalformedTokenError naming the claim."""
+    if not is_number(value):
+        raise MalformedTokenError(
+            "{} must be a number (seconds since the epoch), not {}".format(name, type(value).__name__)
+        )
+    seconds = as_seconds(value)
+    if not 0 <= seconds <= MAX_NUMERIC_DATE:  # NaN fails this too
+        raise MalformedTokenError(
+            "{} {} is not a date between 1970 and the end of year 9999 (0 to {} seconds since the "
+            "epoch)".format(name, _show(value), MAX_NUMERIC_DATE)
+        )
+    return seconds
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond the interpreter's digit limit
+        return "<an int of over 4300 digits>"
     return text if len(text) <= 24 else text[:20] + "..."
 
 
@@ -85,12 +117,8 @@ def check_claims(
     if "exp" not in claims:
         raise MalformedTokenError("token has no exp claim; tokens without an expiry are refused")
     for name in ("exp", "nbf", "iat"):
-        if name in claims and not is_number(claims[name]):
-            raise MalformedTokenError(
-                "{} must be a number (seconds since the epoch), not {}".format(
-                    name, type(claims[name]).__name__
-                )
-            )
+        if name in claims:
+            check_numeric_date(name, claims[name])
     exp = as_seconds(claims["exp"])
     if exp <= now - leeway:
         raise ExpiredTokenError(

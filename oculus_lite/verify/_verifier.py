@@ -22,7 +22,7 @@ from ..exceptions import (
     RevokedTokenError,
 )
 from ..jwt import Claims, Decoded, decode
-from ._claims import as_seconds, check_claims, check_header, is_number
+from ._claims import as_seconds, check_claims, check_header
 from ._keys import SUPPORTED_ALGORITHMS, KeySet, parse_max_age
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +93,7 @@ class JwksVerifier:
         clock: Union[Clock, Callable[[], float], None] = None,
         monotonic: Optional[Callable[[], float]] = None,
     ) -> None:
-        from .._config import validate_base_url
+        from .._config import check_count, check_seconds, validate_base_url
 
         if base_url is None and jwks_url is None:
             raise ConfigurationError(
@@ -118,15 +118,13 @@ class JwksVerifier:
         if issuer is not None and (not isinstance(issuer, str) or not issuer):
             raise ConfigurationError("issuer must be a non-empty string")
         self._issuer = issuer
-        for name, value in (
-            ("leeway", leeway),
-            ("cache_ttl", cache_ttl),
-            ("min_cache_ttl", min_cache_ttl),
-            ("refetch_cooldown", refetch_cooldown),
-            ("timeout", timeout),
-        ):
-            if not is_number(value) or value < 0 or value != value:
-                raise ConfigurationError("{} must be a number >= 0, got {!r}".format(name, value))
+        self._leeway = check_seconds(leeway, "leeway", allow_zero=True)
+        self._cache_ttl = check_seconds(cache_ttl, "cache_ttl", allow_zero=True)
+        self._min_cache_ttl = check_seconds(min_cache_ttl, "min_cache_ttl", allow_zero=True)
+        self._cooldown = check_seconds(refetch_cooldown, "refetch_cooldown", allow_zero=True)
+        self._timeout = check_seconds(timeout, "timeout")
+        if revocation_interval is not None:
+            revocation_interval = check_seconds(revocation_interval, "revocation_interval")
         algs = tuple(algorithms)
         bad = [a for a in algs if a not in SUPPORTED_ALGORITHMS]
         if not algs or bad:
@@ -136,15 +134,8 @@ class JwksVerifier:
                 )
             )
         self._algorithms = algs
-        self._leeway = float(leeway)
-        self._cache_ttl = float(cache_ttl)
-        self._min_cache_ttl = float(min_cache_ttl)
-        self._cooldown = float(refetch_cooldown)
-        self._timeout = float(timeout)
         self._clock: Clock = _as_clock(clock, monotonic)
 
-        if not timeout > 0:
-            raise ConfigurationError("timeout must be a number of seconds > 0")
         if check_revocation:
             if revocation_url is None:
                 if base is None:
@@ -160,7 +151,7 @@ class JwksVerifier:
         from .._http._registry import resolve_transport
         from .._http._send import RetryPolicy
 
-        self._policy = RetryPolicy(retries=max(0, int(retries)))
+        self._policy = RetryPolicy(retries=check_count(retries, "retries"))
         self._owns_transport = transport is None or isinstance(transport, str)
         self._transport = resolve_transport(transport)
 
@@ -172,7 +163,7 @@ class JwksVerifier:
                 revocation_url,
                 transport=self._transport,
                 interval=revocation_interval,
-                timeout=timeout,
+                timeout=self._timeout,
                 name="oculus-lite-verifier-revocation",
                 clock=self._clock,
             )
@@ -183,7 +174,7 @@ class JwksVerifier:
         self._flights: SingleFlight[str, None] = SingleFlight()
         self._stopping = threading.Event()
         self._memo: Optional[Dict[str, Tuple[Claims, float, Optional[str], int]]] = {} if memo else None
-        self._memo_size = max(1, int(memo_size))
+        self._memo_size = check_count(memo_size, "memo_size", minimum=1)
         self._closed = False
 
     def __repr__(self) -> str:

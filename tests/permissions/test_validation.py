@@ -66,11 +66,11 @@ def test_boundaries_are_accepted(client: Any) -> None:
 @pytest.mark.parametrize(
     "pid, message",
     [
-        ("", "permission_id must not be empty"),
-        ("a/b", "must not contain '/'"),
-        ("a\x00", "control"),
+        ("", "permission_id must be 1 to 128 letters, digits"),
+        ("a/b", "permission_id must be 1 to 128 letters, digits"),
+        ("a\x00", "permission_id must be 1 to 128 letters, digits"),
         (None, "permission_id must be a string"),
-        ("x" * 201, "the limit is 200"),
+        ("x" * 129, "permission_id must be 1 to 128 letters, digits"),
     ],
 )
 def test_id_validation(client: Any, otp_agent: Any, pid: Any, message: str) -> None:
@@ -143,7 +143,7 @@ def test_plain_http_refused_for_remote_hosts(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"timeout": 0}, "timeout must be > 0"),
+        ({"timeout": 0}, "timeout must be a positive"),
         ({"retries": -1}, "retries must be an int"),
         ({"retries": True}, "retries must be an int"),
         ({"api_key": "ak\nx"}, "api_key contains a control"),
