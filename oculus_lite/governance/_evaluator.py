@@ -24,6 +24,7 @@ from typing import (
     Dict,
     FrozenSet,
     Iterable,
+    List,
     Mapping,
     NamedTuple,
     Optional,
@@ -32,13 +33,19 @@ from typing import (
     Union,
 )
 
-_zoneinfo: Optional[ModuleType]
-try:  # 3.9+
-    import zoneinfo
+_zoneinfo_module: List[Optional[ModuleType]] = []
 
-    _zoneinfo = zoneinfo
-except ImportError:  # pragma: no cover - 3.8: every non-UTC zone denies (see _resolve_zone)
-    _zoneinfo = None
+
+def _zoneinfo() -> Optional[ModuleType]:
+    """``zoneinfo`` (3.9+), imported on first use: it loads sysconfig, which costs import time."""
+    if not _zoneinfo_module:
+        try:
+            import zoneinfo
+        except ImportError:  # pragma: no cover - 3.8: every non-UTC zone denies (see _resolve_zone)
+            _zoneinfo_module.append(None)
+        else:
+            _zoneinfo_module.append(zoneinfo)
+    return _zoneinfo_module[0]
 
 __all__ = [
     "REASONS",
@@ -189,15 +196,16 @@ def _resolve_zone(value: object) -> Optional[tzinfo]:
         return None
     if not isinstance(value, str) or not value.strip():
         raise _malformed("time_bounds.timezone must be an IANA zone name, got {}".format(_show(value)))
-    if _zoneinfo is None:
+    zoneinfo = _zoneinfo()
+    if zoneinfo is None:
         raise _Refused(
             REASON_TIMEZONE_UNAVAILABLE,
             "time_bounds.timezone {} needs zoneinfo (Python 3.9+); this interpreter can only "
             "evaluate UTC windows".format(_show(value)),
         )
     try:
-        zone: tzinfo = _zoneinfo.ZoneInfo(value)
-    except _zoneinfo.ZoneInfoNotFoundError:
+        zone: tzinfo = zoneinfo.ZoneInfo(value)
+    except zoneinfo.ZoneInfoNotFoundError:
         raise _Refused(
             REASON_UNKNOWN_TIMEZONE, "time_bounds.timezone {} is not a known zone".format(_show(value))
         ) from None

@@ -17,7 +17,7 @@ import re
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-__all__ = ["REDACTED", "Redactor", "freeze", "is_secret_key"]
+__all__ = ["REDACTED", "Redactor", "freeze", "freeze_arguments", "is_secret_key"]
 
 REDACTED = "[REDACTED]"
 
@@ -290,3 +290,22 @@ def _key_name(key: object) -> str:
     if key is None or isinstance(key, (bool, int, float, str)):
         return str(key)
     return _safe_repr(key)
+
+
+def freeze_arguments(arguments: Dict[str, object]) -> Tuple[Dict[str, object], int]:
+    """``freeze`` for a dict the caller just built (a tool's arguments): the dict itself is kept,
+    only values that could change later are copied. Returns it and its approximate size."""
+    size = 2
+    for name, value in arguments.items():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _MAX_FROZEN_STRING:  # type: ignore[arg-type]
+                arguments[name] = value[:_MAX_FROZEN_STRING]  # type: ignore[index]
+            size += len(name) + len(value) + 7  # type: ignore[arg-type]
+        elif kind is int or kind is bool or value is None:
+            size += len(name) + 10
+        else:
+            frozen, item_size = freeze(value)
+            arguments[name] = frozen
+            size += len(name) + 4 + item_size
+    return arguments, size
