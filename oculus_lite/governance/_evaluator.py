@@ -371,10 +371,10 @@ class Policy:
 
     def check_results(self, result_count: object) -> Optional[Denial]:
         cap = self.max_results
+        if isinstance(cap, tuple):  # malformed: denies with or without a count
+            return cap
         if cap is None or result_count is None:
             return None
-        if isinstance(cap, tuple):
-            return cap
         if not _is_int(result_count):
             return (
                 REASON_INVALID_RESULT_COUNT,
