@@ -481,7 +481,6 @@ class AuditEmitter:
                 if not self._chunks:
                     taken = self._buffer.take(self._batch_size)
                     if not taken:
-                        self._end_drop_burst()
                         return
                     self._chunks.append([(self._encode(item), size) for item, size in taken])
                 if self._deliver_first_chunk():
@@ -507,6 +506,8 @@ class AuditEmitter:
             self._sent += len(chunk)
             self._batches += 1
             self._buffer.done(len(chunk), size)
+            if self._dropping:
+                self._end_drop_burst()
             if self._failures:
                 log.info("audit: sending resumed after %d failed attempt(s)", self._failures)
             self._failures = 0
