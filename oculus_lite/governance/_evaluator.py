@@ -47,6 +47,7 @@ def _zoneinfo() -> Optional[ModuleType]:
             _zoneinfo_module.append(zoneinfo)
     return _zoneinfo_module[0]
 
+
 __all__ = [
     "REASONS",
     "REASON_ALLOWED",

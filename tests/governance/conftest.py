@@ -59,7 +59,9 @@ def make_state(
     kwargs.setdefault("agent_id", "agent-7")
     kwargs.setdefault("jti", "jti-1")
     kwargs.setdefault("policy_id", "pol-1")
-    return AgentState(scopes=frozenset(scopes), constraints={} if constraints is None else constraints, **kwargs)
+    return AgentState(
+        scopes=frozenset(scopes), constraints={} if constraints is None else constraints, **kwargs
+    )
 
 
 STRIPE_MAP = CapabilityMap.from_wire(

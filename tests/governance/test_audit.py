@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from typing import Any, Dict
 
 import pytest
 
@@ -49,7 +50,11 @@ def test_event_schema_official_fields_and_ours(make_emitter, audit_server):
     assert emitter.flush(timeout=20)
     (sent,) = audit_server.events
     assert sent["event_type"] == "tool_invocation" and sent["agent_id"] == "agent-7"
-    assert (sent["capability"], sent["decision"], sent["reason"]) == ("stripe.charges.create", "deny", "amount_limit_exceeded")
+    assert (sent["capability"], sent["decision"], sent["reason"]) == (
+        "stripe.charges.create",
+        "deny",
+        "amount_limit_exceeded",
+    )
     assert (sent["tool_name"], sent["task_id"], sent["delegation_depth"], sent["framework"]) == (
         "create_charge",
         "task-9",
@@ -106,9 +111,9 @@ def test_snapshot_at_emit_and_unserialisable_values_never_poison_a_batch(make_em
     """Official flaws: argument dicts stored by reference; one object that JSON cannot encode
     made a whole batch of 100 disappear."""
     emitter = make_emitter()
-    args = {"items": [1, 2], "when": object(), "nan": float("nan"), "raw": b"\x00\x01"}
+    args: Dict[str, Any] = {"items": [1, 2], "when": object(), "nan": float("nan"), "raw": b"\x00\x01"}
     emitter.emit(emitter.build_tool_event("a.b", "allow", "allowed", "t", args))
-    mutable = {"event_type": "custom", "payload": {"items": [1]}, "thing": {1, 2}}
+    mutable: Dict[str, Any] = {"event_type": "custom", "payload": {"items": [1]}, "thing": {1, 2}}
     emitter.emit(mutable)
     args["items"].append(3)
     mutable["payload"]["items"].append(2)
@@ -139,7 +144,12 @@ def test_deep_redaction_of_keys_values_known_secrets_and_reasoning(make_emitter,
     }
     emitter.emit(
         emitter.build_tool_event(
-            "a.b", "allow", "allowed", "t", args, agent_reasoning="use sk_live_REASONLEAK99 then canary-S3CRET-7f3a9c"
+            "a.b",
+            "allow",
+            "allowed",
+            "t",
+            args,
+            agent_reasoning="use sk_live_REASONLEAK99 then canary-S3CRET-7f3a9c",
         )
     )
     emitter.emit({"event_type": "custom", "deep": {"x": {"client_secret": "cs"}}, "text": "token=abc123def"})
@@ -243,7 +253,9 @@ def test_refused_events_are_isolated_and_counted(make_emitter, audit_server, cap
     assert emitter.flush(timeout=20)
     stats = emitter.stats()
     assert (stats.sent, stats.rejected, stats.pending) == (39, 1, 0)
-    assert sorted(e["tool_args_summary"]["n"] for e in audit_server.events) == [n for n in range(40) if n != 17]
+    assert sorted(e["tool_args_summary"]["n"] for e in audit_server.events) == [
+        n for n in range(40) if n != 17
+    ]
     assert any("refused an event" in r.getMessage() for r in caplog.records)
 
 
@@ -327,7 +339,11 @@ def test_worker_survives_a_bug_and_logs_it(make_emitter, audit_server, caplog):
 def run_script(code, *args):
     env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 
@@ -367,9 +383,15 @@ def test_worker_never_keeps_the_interpreter_alive_and_exit_reports_losses(audit_
 
 
 def test_constructor_validation():
-    for kwargs in ({"batch_size": 101}, {"batch_size": 0}, {"max_events": 0}, {"max_bytes": 10}, {"stop_timeout": 0}):
+    for kwargs in (
+        {"batch_size": 101},
+        {"batch_size": 0},
+        {"max_events": 0},
+        {"max_bytes": 10},
+        {"stop_timeout": 0},
+    ):
         with pytest.raises(ConfigurationError):
-            AuditEmitter("http://127.0.0.1:1", "t", "a", **kwargs)
+            AuditEmitter("http://127.0.0.1:1", "t", "a", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         AuditEmitter("ftp://x", "t", "a")
     emitter = AuditEmitter("http://127.0.0.1:1", "svc-SECRET-TOKEN", "a")

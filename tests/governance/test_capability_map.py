@@ -10,7 +10,10 @@ from oculus_lite.governance._capability_map import EMPTY_MAP, CapabilityMap
 WIRE = {
     "integrations": {
         "stripe": {
-            "capabilities": {"stripe.charges.create": {"risk": "high", "tags": ["money"]}, "stripe.customers.read": None},
+            "capabilities": {
+                "stripe.charges.create": {"risk": "high", "tags": ["money"]},
+                "stripe.customers.read": None,
+            },
             "deny_always": ["stripe.payouts.create"],
         },
         "github": {"capabilities": {"github:repo:read": {}}},

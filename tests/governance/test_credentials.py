@@ -13,7 +13,9 @@ VALUE = "sk_live_CREDENTIALVALUE123"
 
 @pytest.fixture
 def creds():
-    return Credentials({"stripe": {"api_key": VALUE, "webhook_secret": "whsec_OTHERVALUE"}, "github": {"token": "t0"}})
+    return Credentials(
+        {"stripe": {"api_key": VALUE, "webhook_secret": "whsec_OTHERVALUE"}, "github": {"token": "t0"}}
+    )
 
 
 def test_values_are_reachable_only_by_asking(creds):
@@ -50,9 +52,9 @@ def test_missing_integration_or_type_raises_credential_error(creds):
 
 def test_read_only_and_not_picklable(creds):
     with pytest.raises(TypeError):
-        creds["x"] = {}  # type: ignore[index]
+        creds["x"] = {}  # type: ignore[index,unused-ignore]
     with pytest.raises(TypeError):
-        creds["stripe"]["api_key"] = "other"  # type: ignore[index]
+        creds["stripe"]["api_key"] = "other"  # type: ignore[index,unused-ignore]
     with pytest.raises(TypeError):  # no __dict__: vars() shows nothing (official: a plain attribute)
         vars(creds)
     with pytest.raises(TypeError):

@@ -18,7 +18,9 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 hours = st.one_of(
@@ -28,7 +30,9 @@ hours = st.one_of(
 time_bounds = st.fixed_dictionaries(
     {},
     optional={
-        "days": st.one_of(st.lists(st.sampled_from(["mon", "Tue", "wednesday", "sun", "Funday"]), max_size=3), json_values),
+        "days": st.one_of(
+            st.lists(st.sampled_from(["mon", "Tue", "wednesday", "sun", "Funday"]), max_size=3), json_values
+        ),
         "hours": st.one_of(hours, json_values),
         "timezone": st.one_of(st.sampled_from(["UTC", "Europe/Paris", "Mars/Olympus", ""]), json_values),
     },
@@ -81,14 +85,18 @@ def test_evaluate_never_raises(capability, token_scopes, constraint_set, context
 
 @settings(max_examples=120, deadline=None)
 @given(capabilities, scopes, constraints, contexts, st.sampled_from(["a.read", "a.write", "b:x:y"]))
-def test_fewer_scopes_or_more_denials_never_allow_more(capability, token_scopes, constraint_set, context, removed):
+def test_fewer_scopes_or_more_denials_never_allow_more(
+    capability, token_scopes, constraint_set, context, removed
+):
     evaluator = CapabilityEvaluator(now=lambda: NOON_WEDNESDAY)
     base = evaluator.evaluate(capability, token_scopes, constraint_set, context)
     granted = token_scopes.split() if isinstance(token_scopes, str) else token_scopes
     fewer = frozenset(granted) - {removed}
     if not base.allowed:
         assert not evaluator.evaluate(capability, fewer, constraint_set, context).allowed
-        assert not evaluator.evaluate(capability, token_scopes, constraint_set, context, deny_always={removed}).allowed
+        assert not evaluator.evaluate(
+            capability, token_scopes, constraint_set, context, deny_always={removed}
+        ).allowed
 
 
 @settings(max_examples=120, deadline=None)

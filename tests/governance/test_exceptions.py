@@ -29,13 +29,19 @@ def test_official_names_are_exported_from_both_places():
 def test_policy_violation_error_official_form_and_message():
     error = exc.PolicyViolationError("stripe.charges.create", "amount_limit_exceeded", {"a", "b"}, "pol-9")
     assert str(error) == "Capability 'stripe.charges.create' denied: amount_limit_exceeded (policy: pol-9)"
-    assert (error.capability, error.reason, error.policy_id) == ("stripe.charges.create", "amount_limit_exceeded", "pol-9")
+    assert (error.capability, error.reason, error.policy_id) == (
+        "stripe.charges.create",
+        "amount_limit_exceeded",
+        "pol-9",
+    )
     assert error.granted_capabilities == {"a", "b"}
     assert error.code == "amount_limit_exceeded"
     plain = exc.PolicyViolationError("x", "capability_not_in_scope")
     assert str(plain) == "Capability 'x' denied: capability_not_in_scope"
     assert plain.granted_capabilities == set() and plain.policy_id is None
-    keywords = exc.PolicyViolationError(capability="x", reason="r", granted_capabilities=["a"], policy_id=None)
+    keywords = exc.PolicyViolationError(
+        capability="x", reason="r", granted_capabilities=["a"], policy_id=None
+    )
     assert keywords.granted_capabilities == {"a"}
 
 
@@ -76,7 +82,11 @@ def test_delegation_and_expiry_forms():
         (lambda: exc.TokenRevokedException("jti-1"), "jti-1", "token 'jti-1' has been revoked"),
         (lambda: exc.TokenRevokedException("jti-1", "gone"), "jti-1", "gone"),
         (lambda: exc.TokenRevokedException(jti="jti-1", message="gone"), "jti-1", "gone"),
-        (lambda: exc.TokenRevokedException("cached token revoked", jti="jti-2"), "jti-2", "cached token revoked"),
+        (
+            lambda: exc.TokenRevokedException("cached token revoked", jti="jti-2"),
+            "jti-2",
+            "cached token revoked",
+        ),
     ],
 )
 def test_token_revoked_official_and_keyword_forms(make, jti, message):
@@ -93,7 +103,13 @@ def test_api_error_positional_and_keyword_forms():
     assert auth.status_code == 401
     limited = exc.RateLimitError("slow down", 429, retry_after=2.0, code="rate_limited")
     assert (limited.status_code, limited.retry_after, limited.code) == (429, 2.0, "rate_limited")
-    for cls in (exc.AuthenticationError, exc.ForbiddenError, exc.ValidationError, exc.ServerError, exc.EnrollmentError):
+    for cls in (
+        exc.AuthenticationError,
+        exc.ForbiddenError,
+        exc.ValidationError,
+        exc.ServerError,
+        exc.EnrollmentError,
+    ):
         made = cls("text", code="c", details={}, status_code=400)
         assert made.status_code == 400 and made.code == "c"
 

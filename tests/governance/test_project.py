@@ -82,7 +82,9 @@ def test_missing_and_ambiguous_locations(tmp_path):
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib arrived in 3.11")
 def test_toml(tmp_path):
-    file = write(tmp_path / "oculus.toml", '[custom_capabilities."reports.generate"]\ndescription = "monthly"\n')
+    file = write(
+        tmp_path / "oculus.toml", '[custom_capabilities."reports.generate"]\ndescription = "monthly"\n'
+    )
     assert load_project_file(file).custom_capabilities["reports.generate"]["description"] == "monthly"
     write(file, "[custom_capabilities\n")
     with pytest.raises(ProjectFileError, match="not valid TOML"):
@@ -98,7 +100,9 @@ def test_toml_without_tomllib_is_an_error(tmp_path):  # pragma: no cover - runs 
 
 def test_yaml_with_pyyaml(tmp_path):
     pytest.importorskip("yaml")
-    file = write(tmp_path / "oculus.yaml", "custom_capabilities:\n  reports.generate:\n    description: monthly\n")
+    file = write(
+        tmp_path / "oculus.yaml", "custom_capabilities:\n  reports.generate:\n    description: monthly\n"
+    )
     assert set(load_project_file(file).custom_capabilities) == {"reports.generate"}
     write(file, "custom_capabilities: [unclosed\n")
     with pytest.raises(ProjectFileError, match="not valid YAML"):

@@ -2,6 +2,7 @@
 missing authorization, cookie, dsn, nested dicts and secret values under harmless keys)."""
 
 import json
+from typing import Any, Dict
 
 import pytest
 
@@ -22,7 +23,18 @@ def test_secret_keys(key):
 
 
 @pytest.mark.parametrize(
-    "key", ["max_tokens", "keyword", "monkey", "tokenizer", "prompt_tokens", "author", "key", "sort_key", "customer_id"]
+    "key",
+    [
+        "max_tokens",
+        "keyword",
+        "monkey",
+        "tokenizer",
+        "prompt_tokens",
+        "author",
+        "key",
+        "sort_key",
+        "customer_id",
+    ],
 )
 def test_harmless_keys_are_kept(key):
     """Official flaw S6: max_tokens, keyword, monkey, tokenizer were over-redacted."""
@@ -55,14 +67,24 @@ def test_secret_looking_values_are_redacted(text, leaked):
 
 def test_ordinary_text_is_untouched():
     redactor = Redactor()
-    for text in ("cus_123", "hello world", "max_tokens=5", "refund 42 EUR for order 9", "2024-01-03T12:00:00"):
+    for text in (
+        "cus_123",
+        "hello world",
+        "max_tokens=5",
+        "refund 42 EUR for order 9",
+        "2024-01-03T12:00:00",
+    ):
         assert redactor.text(text) == text
 
 
 def test_known_secrets_anywhere_and_at_any_depth():
     redactor = Redactor(["canary-S3CRET-7f3a9c"])
     redactor.add_secrets("second-secret-value", None, "ab")  # None and too-short values are ignored
-    value = {"note": "see canary-S3CRET-7f3a9c", "deep": [{"x": ("second-secret-value",)}], "canary-S3CRET-7f3a9c": 1}
+    value = {
+        "note": "see canary-S3CRET-7f3a9c",
+        "deep": [{"x": ("second-secret-value",)}],
+        "canary-S3CRET-7f3a9c": 1,
+    }
     out = json.dumps(redactor.redact(freeze(value)[0]))
     assert "canary-S3CRET" not in out and "second-secret" not in out
     assert redactor.bytes_scrub(b"xx canary-S3CRET-7f3a9c yy") == b"xx [REDACTED] yy"
@@ -89,13 +111,13 @@ class Unprintable:
         raise RuntimeError("no repr")
 
 
-class Hostile(dict):
+class Hostile(Dict[str, int]):
     def items(self):
         raise RuntimeError("boom")
 
 
 def test_freeze_makes_a_private_json_safe_copy():
-    source = {"list": [1, 2], "set": {3}, "nan": float("nan"), "inf": float("inf"), "obj": object(), "bytes": b"xyz",
+    source: Dict[Any, Any] = {"list": [1, 2], "set": {3}, "nan": float("nan"), "inf": float("inf"), "obj": object(), "bytes": b"xyz",
               1: "int key", None: "none key", ("t",): "tuple key", "bad": Unprintable()}  # fmt: skip
     frozen, size = freeze(source)
     source["list"].append(99)
@@ -110,13 +132,13 @@ def test_freeze_makes_a_private_json_safe_copy():
 
 
 def test_freeze_bounds_depth_breadth_and_length():
-    deep: dict = {}
+    deep: Dict[str, Any] = {}
     cursor = deep
     for _ in range(50):
         cursor["d"] = {}
         cursor = cursor["d"]
     assert "[nested too deep]" in json.dumps(freeze(deep)[0])
-    wide = freeze(list(range(1000)))[0]
+    wide: Any = freeze(list(range(1000)))[0]
     assert len(wide) == 201 and wide[-1] == "[800 more items]"
-    long_text = Redactor().redact(freeze("x" * 100_000)[0])
+    long_text: Any = Redactor().redact(freeze("x" * 100_000)[0])
     assert len(long_text) < 5000 and long_text.endswith("more characters]")
