@@ -79,7 +79,8 @@ def test_signature_docstring_kept_and_the_original_untouched():
     tool = enforce(Agent(make_state()), CHARGE, charge)
     assert tool.__name__ == "charge" and tool.__doc__ == "Charge a customer."
     assert inspect.signature(tool) == inspect.signature(charge)
-    assert tool.__wrapped__ is charge and is_enforced(tool)  # type: ignore[attr-defined] and not is_enforced(charge)
+    assert tool.__wrapped__ is charge  # type: ignore[attr-defined]
+    assert is_enforced(tool) and not is_enforced(charge)
     assert charge.__dict__ == before and not hasattr(charge, "_oculus_capability")
     assert tool._oculus_capability == CHARGE  # type: ignore[attr-defined]
 
