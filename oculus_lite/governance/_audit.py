@@ -47,7 +47,7 @@ from ._events import (
     OUTCOME_SUCCESS,
     RECORD_OVERHEAD,
     EventIds,
-    ToolRecord,
+    RecordFields,
     encode_event,
     encode_record,
     iso_timestamp,
@@ -67,7 +67,7 @@ _MAX_RETRY_AFTER = 300.0
 # Short in-call retries; the worker's own backoff handles longer outages and stays interruptible.
 _SEND_POLICY = RetryPolicy(retries=1, backoff=0.05, max_backoff=0.2, max_retry_after=1.0)
 
-_Item = Union[ToolRecord, Dict[str, object]]
+_Item = Union[RecordFields, Dict[str, object]]
 _Encoded = Tuple[bytes, int]
 
 _live: "weakref.WeakSet[AuditEmitter]" = weakref.WeakSet()
@@ -407,11 +407,9 @@ class AuditEmitter:
 
     # -- the hot path (the enforcing wrapper) -------------------------------------------------
 
-    def _next_id(self) -> str:
-        return self._ids.next()
-
-    def _record(self, record: ToolRecord, args_size: int) -> bool:
-        return self._offer(record, RECORD_OVERHEAD + args_size)
+    def _record(self, fields: RecordFields, args_size: int) -> bool:
+        """Queue a tool record (the fields of a ``ToolRecord``, as a plain tuple)."""
+        return self._offer(fields, RECORD_OVERHEAD + args_size)
 
     def _offer(self, item: _Item, size: int) -> bool:
         if self._closed:
@@ -491,9 +489,9 @@ class AuditEmitter:
                 self._clock.wait_until(min(self._retry_at, deadline), self._wake)
 
     def _encode(self, item: _Item) -> bytes:
-        if isinstance(item, ToolRecord):
-            return encode_record(item, self._redactor, self._sdk_version, self._agent_id)
-        return encode_event(item, self._redactor, str(item.get("event_id")))
+        if isinstance(item, dict):
+            return encode_event(item, self._redactor, str(item.get("event_id")))
+        return encode_record(item, self._ids.next(), self._redactor, self._sdk_version, self._agent_id)
 
     def _deliver_first_chunk(self) -> bool:
         """Send the oldest chunk. True when it left for good (sent, or isolated and rejected)."""

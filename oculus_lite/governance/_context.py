@@ -17,7 +17,7 @@ from ._credentials import IntegrationCredentials
 from ._current import task_var
 from ._enforce import decide, violation
 from ._evaluator import REASON_ALLOWED, Denial
-from ._events import DECISION_ALLOW, DECISION_DENY, OUTCOME_DENIED, OUTCOME_ERROR, OUTCOME_SUCCESS, ToolRecord
+from ._events import DECISION_ALLOW, DECISION_DENY, OUTCOME_DENIED, OUTCOME_ERROR, OUTCOME_SUCCESS
 from ._state import AgentState, Governed
 
 __all__ = ["TaskContext"]
@@ -233,8 +233,7 @@ class CapabilityBlock:
         if emitter is None or state is None:
             return
         emitter._record(
-            ToolRecord(
-                emitter._next_id(),
+            (
                 self._started,
                 state.agent_id or None,
                 self._capability,

@@ -23,14 +23,17 @@ that was not checked never reaches the tool.
 import functools
 import inspect
 import time
-from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
 
 from ..exceptions import ConfigurationError, PolicyViolationError
 from ._current import current_intent, current_task_id
 from ._evaluator import REASON_ALLOWED, REASON_DENY_ALWAYS, REASON_NOT_IN_SCOPE, Denial
-from ._events import DECISION_ALLOW, DECISION_DENY, OUTCOME_DENIED, OUTCOME_ERROR, OUTCOME_SUCCESS, ToolRecord
+from ._events import DECISION_ALLOW, DECISION_DENY, OUTCOME_DENIED, OUTCOME_ERROR, OUTCOME_SUCCESS
 from ._redact import freeze_arguments
 from ._state import AgentState, Governed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._audit import AuditEmitter
 
 __all__ = ["decide", "enforce", "is_enforced", "result_count_of"]
 
@@ -196,6 +199,7 @@ class _Core:
 
     def record(
         self,
+        emitter: "AuditEmitter",
         state: AgentState,
         task: Optional[str],
         started: float,
@@ -206,13 +210,9 @@ class _Core:
         duration_ms: Optional[float] = None,
         error_type: Optional[str] = None,
     ) -> None:
-        emitter = self.governed._governance_audit
-        if emitter is None:
-            return
         intent = current_intent()
         emitter._record(
-            ToolRecord(
-                emitter._next_id(),
+            (
                 started,
                 state.agent_id or None,
                 self.capability,
@@ -257,7 +257,9 @@ class _Core:
             started = emitter.clock.time()
             arguments = core.arguments(args, kwargs)  # before the call: the tool may change them
             if denial is not None:
-                core.record(state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments)
+                core.record(
+                    emitter, state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments
+                )
                 raise violation(state, capability, denial)
             begun = perf_counter()
             try:
@@ -265,7 +267,7 @@ class _Core:
             except BaseException as exc:
                 duration = (perf_counter() - begun) * 1000.0
                 core.record(
-                    state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
+                    emitter, state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
                     type(exc).__name__,
                 )  # fmt: skip
                 raise
@@ -274,11 +276,27 @@ class _Core:
                 denial = state.policy.check_results(result_count_of(result))
                 if denial is not None:
                     core.record(
-                        state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments, duration
+                        emitter,
+                        state,
+                        task,
+                        started,
+                        DECISION_DENY,
+                        denial[0],
+                        OUTCOME_DENIED,
+                        arguments,
+                        duration,
                     )
                     raise violation(state, capability, denial)
             core.record(
-                state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_SUCCESS, arguments, duration
+                emitter,
+                state,
+                task,
+                started,
+                DECISION_ALLOW,
+                REASON_ALLOWED,
+                OUTCOME_SUCCESS,
+                arguments,
+                duration,
             )
             return result
 
@@ -308,7 +326,9 @@ class _Core:
             started = emitter.clock.time()
             arguments = core.arguments(args, kwargs)
             if denial is not None:
-                core.record(state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments)
+                core.record(
+                    emitter, state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments
+                )
                 raise violation(state, capability, denial)
             begun = perf_counter()
             try:
@@ -316,7 +336,7 @@ class _Core:
             except BaseException as exc:  # CancelledError too: the call did not complete
                 duration = (perf_counter() - begun) * 1000.0
                 core.record(
-                    state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
+                    emitter, state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
                     type(exc).__name__,
                 )  # fmt: skip
                 raise
@@ -325,11 +345,27 @@ class _Core:
                 denial = state.policy.check_results(result_count_of(result))
                 if denial is not None:
                     core.record(
-                        state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments, duration
+                        emitter,
+                        state,
+                        task,
+                        started,
+                        DECISION_DENY,
+                        denial[0],
+                        OUTCOME_DENIED,
+                        arguments,
+                        duration,
                     )
                     raise violation(state, capability, denial)
             core.record(
-                state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_SUCCESS, arguments, duration
+                emitter,
+                state,
+                task,
+                started,
+                DECISION_ALLOW,
+                REASON_ALLOWED,
+                OUTCOME_SUCCESS,
+                arguments,
+                duration,
             )
             return result
 

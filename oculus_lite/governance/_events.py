@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 from datetime import datetime, timezone
-from typing import Dict, Iterator, Mapping, NamedTuple, Optional
+from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from ._redact import Redactor
 
@@ -30,6 +30,7 @@ __all__ = [
     "OUTCOME_SUCCESS",
     "RECORD_OVERHEAD",
     "EventIds",
+    "RecordFields",
     "ToolRecord",
     "encode_event",
     "encode_record",
@@ -45,7 +46,8 @@ OUTCOME_SUCCESS = "success"
 OUTCOME_DENIED = "denied"
 OUTCOME_ERROR = "error"
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# check_circular off: events are freeze()d copies, acyclic and depth-bounded by construction.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
 #: Bytes a tool event takes beyond its variable parts (field names, fixed values).
 RECORD_OVERHEAD = 420
 
@@ -61,14 +63,29 @@ class EventIds:
         return "{}-{:x}".format(self._prefix, next(self._counter))
 
 
+_second: List[object] = [None, ""]  # the last whole second formatted, and its text
+
+
 def iso_timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+    """ISO 8601 UTC with microseconds, as ``datetime.isoformat`` writes it (events of one second
+    share the formatting of the date and time)."""
+    whole = int(epoch // 1)
+    micros = int(round((epoch - whole) * 1_000_000))
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    cached = _second
+    if cached[0] != whole:
+        text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = [whole, text]
+        _second[:] = cached  # one list swap; a racing reader sees an old pair, never a torn one
+    return "{}.{:06d}+00:00".format(cached[1], micros) if micros else "{}+00:00".format(cached[1])
 
 
 class ToolRecord(NamedTuple):
-    """One tool invocation, as the enforcing wrapper queues it (all fields immutable)."""
+    """One tool invocation, as the enforcing wrapper queues it (all fields immutable). The hot
+    path queues a plain tuple in this field order (building a NamedTuple costs more); the event
+    id is given when the record is encoded, once, so a resent batch carries the same ids."""
 
-    event_id: str
     timestamp: float
     agent_id: Optional[str]
     capability: str
@@ -151,11 +168,21 @@ def _text(redactor: Redactor, value: Optional[str]) -> Optional[str]:
     return redactor.text(value) if isinstance(value, str) else value
 
 
-def encode_record(record: ToolRecord, redactor: Redactor, sdk_version: str, default_agent: str) -> bytes:
+#: What the hot path queues: the fields of a ``ToolRecord``, in order.
+RecordFields = Tuple[
+    float, Optional[str], str, str, str, str, str, object, Optional[str], int, str,
+    Optional[str], Optional[float], Optional[str], Optional[str], Optional[str],
+]  # fmt: skip
+
+
+def encode_record(
+    fields: RecordFields, event_id: str, redactor: Redactor, sdk_version: str, default_agent: str
+) -> bytes:
     """A queued tool record as redacted JSON."""
+    record = ToolRecord(*fields)
     args = redactor.redact(record.tool_args)
     event = tool_event(
-        event_id=record.event_id,
+        event_id=event_id,
         timestamp=iso_timestamp(record.timestamp),
         agent_id=record.agent_id or default_agent,
         capability=record.capability,
@@ -175,7 +202,7 @@ def encode_record(record: ToolRecord, redactor: Redactor, sdk_version: str, defa
         llm_model=_text(redactor, record.llm_model),
         summary=summarize_args(args),
     )
-    return _encode(event, redactor, record.event_id)
+    return _encode(event, redactor, event_id)
 
 
 def encode_event(event: object, redactor: Redactor, event_id: str) -> bytes:

@@ -62,9 +62,14 @@ _KEY_QUALIFIERS = frozenset(
     {"api", "private", "secret", "access", "signing", "encryption", "master", "client"}
 )
 
-_CREDENTIAL_VALUE = re.compile(
-    r"-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(?:-----END [A-Z0-9 ]+-----|\Z)"  # PEM blocks, even cut short
-    r"|\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+[A-Za-z0-9._~+/=-]{6,}"
+# One pass: credential-shaped values, passwords in URLs, and ``name=value`` assignments.
+_SECRET_TEXT = re.compile(
+    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"  # the password of a URL
+    r"|(?P<name>\b(?i:password|passwd|pwd|secret|client[_-]?secret|token|access[_-]?token|api[_-]?key"
+    r"|access[_-]?key|authorization|cookie))(?P<sep>\s*[=:]\s*)"
+    r"(?:(?i:bearer|basic)\s+\S+|\"[^\"]*\"|'[^']*'|[^\s,;&]+)"  # password=..., token: "..."
+    r"|-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(?:-----END [A-Z0-9 ]+-----|\Z)"  # PEM blocks, even cut short
+    r"|\b(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"
     r"|\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # JWT / JWS
     r"|\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{6,}"  # Stripe-style
     r"|\bsk-[A-Za-z0-9_-]{16,}"  # OpenAI-style
@@ -73,18 +78,21 @@ _CREDENTIAL_VALUE = re.compile(
     r"|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"  # AWS, Google
     r"|\b(?:ak|otp|oct)_[A-Za-z0-9_]{8,}"  # Agent OTP keys and tokens, SDK service tokens
 )
-_URL_PASSWORD = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
-_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|client[_-]?secret|token|access[_-]?token|api[_-]?key|"
-    r"access[_-]?key|authorization|cookie)(\s*[=:]\s*)"
-    r"((?:bearer|basic)\s+\S+|\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
-)
-# Cheap pre-check: text without any of these characters cannot match the patterns above.
-# Python's re skips positions whose first character cannot start any alternative.
+# Cheap pre-check: text matching none of these cannot match the pattern above. Python's re skips
+# positions whose character cannot start any alternative, so this is fast on ordinary text.
 _MAYBE = re.compile(
-    r"BEGIN|earer|EARER|asic|ASIC|eyJ|_live_|_test_|sk-|gh[pousr]_|github_pat_|glpat-|xox|AKIA|AIza"
-    r"|ak_|otp_|oct_|://|[=:]"
+    r"://|BEGIN|(?i:bearer|basic|pass|pwd|secret|token|key|auth|cookie)|eyJ|_live_|_test_|sk-|gh[pousr]_"
+    r"|github_pat_|glpat-|xox|AKIA|AIza|ak_|otp_|oct_"
 )
+_SHORT = 96  # results for strings up to this long are cached (names, reasons, ids repeat)
+
+
+def _replace(match: "re.Match[str]") -> str:
+    if match.group("url") is not None:
+        return match.group("url") + REDACTED + "@"
+    if match.group("name") is not None:
+        return match.group("name") + match.group("sep") + REDACTED
+    return REDACTED
 
 
 def _secret_words(words: List[str]) -> bool:
@@ -117,10 +125,6 @@ def is_secret_key(key: str) -> bool:
     return cached
 
 
-def _redact_assignment(match: "re.Match[str]") -> str:
-    return match.group(1) + match.group(2) + REDACTED
-
-
 class Redactor:
     """Redacts text and copies values for audit; knows the client's own secrets.
 
@@ -129,7 +133,8 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: Tuple[str, ...] = ()
-        self._key_texts: Dict[str, str] = {}
+        self._keys: Dict[str, Tuple[str, bool]] = {}  # key -> (redacted name, names a secret)
+        self._texts: Dict[str, str] = {}
         self._lock = threading.Lock()
         self.add_secrets(*secrets)
 
@@ -142,7 +147,8 @@ class Redactor:
             kept = [s for s in self._secrets if s not in fresh] + fresh
             # Longest first, so a secret that contains another is replaced whole.
             self._secrets = tuple(sorted(kept[-_KEEP_SECRETS:], key=len, reverse=True))
-            self._key_texts = {}
+            self._keys = {}
+            self._texts = {}
 
     @property
     def secret_count(self) -> int:
@@ -150,16 +156,24 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """``text`` with every credential-looking part and every known secret replaced."""
+        short = len(text) <= _SHORT
+        if short:
+            cached = self._texts.get(text)
+            if cached is not None:
+                return cached
+        result = text
         for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        if _MAYBE.search(text) is not None:
-            text = _CREDENTIAL_VALUE.sub(REDACTED, text)
-            text = _URL_PASSWORD.sub(r"\1" + REDACTED + "@", text)
-            text = _ASSIGNMENT.sub(_redact_assignment, text)
-        if len(text) > _MAX_STRING:
-            text = text[:_MAX_STRING] + "...[{} more characters]".format(len(text) - _MAX_STRING)
-        return text
+            if secret in result:
+                result = result.replace(secret, REDACTED)
+        if _MAYBE.search(result) is not None:
+            result = _SECRET_TEXT.sub(_replace, result)
+        if len(result) > _MAX_STRING:
+            result = result[:_MAX_STRING] + "...[{} more characters]".format(len(result) - _MAX_STRING)
+        if short:
+            if len(self._texts) > 8192:
+                self._texts = {}
+            self._texts[text] = result
+        return result
 
     def bytes_scrub(self, data: bytes) -> bytes:
         """Last pass over an encoded batch: replace any known secret that slipped through."""
@@ -172,27 +186,36 @@ class Redactor:
     def redact(self, value: object) -> object:
         """A redacted copy of a ``freeze``d value: secret keys at any depth, secret-looking text,
         known secrets."""
-        if type(value) is str:
-            return self.text(value)
-        if type(value) is dict:
+        kind = type(value)
+        if kind is str:
+            return self.text(value)  # type: ignore[arg-type]
+        if kind is dict:
+            keys, texts = self._keys, self._texts
             copied: Dict[str, object] = {}
-            for key, item in value.items():
-                name = self._key_text(key)
-                copied[name] = REDACTED if is_secret_key(key) or is_secret_key(name) else self.redact(item)
+            for key, item in value.items():  # type: ignore[attr-defined]
+                known = keys.get(key)
+                if known is None:
+                    name = self.text(key)
+                    known = (name, is_secret_key(key) or is_secret_key(name))
+                    if len(keys) > 4096:
+                        keys.clear()
+                    keys[key] = known
+                name, secret = known
+                if secret:
+                    copied[name] = REDACTED
+                    continue
+                item_kind = type(item)
+                if item_kind is str:
+                    cached = texts.get(item)
+                    copied[name] = cached if cached is not None else self.text(item)
+                elif item_kind is int or item_kind is bool or item is None or item_kind is float:
+                    copied[name] = item
+                else:
+                    copied[name] = self.redact(item)
             return copied
-        if type(value) is list:
-            return [self.redact(item) for item in value]
+        if kind is list:
+            return [self.redact(item) for item in value]  # type: ignore[attr-defined]
         return value
-
-    def _key_text(self, key: str) -> str:
-        cache = self._key_texts
-        cached = cache.get(key)
-        if cached is None:
-            cached = self.text(key)
-            if len(cache) > 4096:
-                cache.clear()
-            cache[key] = cached
-        return cached
 
 
 def _safe_repr(value: object) -> str:
