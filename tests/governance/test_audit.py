@@ -108,7 +108,7 @@ def test_stop_without_start_sends_in_the_calling_thread(make_emitter, audit_serv
 
 
 def test_snapshot_at_emit_and_unserialisable_values_never_poison_a_batch(make_emitter, audit_server):
-    """Official flaws: argument dicts stored by reference; one object that JSON cannot encode
+    """Official flaw C5 (and section 6): argument dicts stored by reference; one object that JSON cannot encode
     made a whole batch of 100 disappear."""
     emitter = make_emitter()
     args: Dict[str, Any] = {"items": [1, 2], "when": object(), "nan": float("nan"), "raw": b"\x00\x01"}

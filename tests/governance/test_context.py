@@ -224,3 +224,31 @@ def test_capability_block_async_with_and_colon_names(agent, audit_server):
     assert asyncio.run(main()) == "sk_live_CREDENTIALVALUE123"
     (event,) = sent(agent, audit_server, 1)
     assert event["outcome"] == "success" and event["task_id"] == "a-1"
+
+
+def test_one_core_for_tools_and_context_blocks(agent, audit_server):
+    """Official flaw C14: three copy-pasted wrappers drifted (audit framework tag, policy_id, the
+    context keys they pass). Here a tool and a context block decide and report the same way."""
+    agent.state = make_state(
+        scopes={"stripe.customers.read"},
+        constraints={"task_context_required": True, "max_amount_cents": 5},
+        policy_id="pol-14",
+        framework="crewai",
+        capability_map=STRIPE_MAP,
+        credentials=STRIPE_CREDENTIALS,
+    )
+    tool = enforce(agent, "stripe.charges.create", lambda amount_cents: amount_cents)
+    ctx = TaskContext(agent, "t-14")
+    errors = []
+    for attempt in (lambda: tool(1), lambda: ctx.capability("stripe.charges.create").__enter__()):
+        with pytest.raises(PolicyViolationError) as raised:
+            attempt()
+        errors.append(raised.value)
+    assert [(e.reason, e.policy_id, e.granted_capabilities) for e in errors] == [
+        ("capability_not_in_scope", "pol-14", {"stripe.customers.read"})
+    ] * 2
+    events = sent(agent, audit_server, 2)
+    assert {e["framework"] for e in events} == {"crewai"} and {e["decision"] for e in events} == {"deny"}
+    with ctx:  # the same task requirement, satisfied the same way
+        assert ctx.can("stripe.customers.read", amount_cents=5) is True
+        assert ctx.can("stripe.customers.read", amount_cents=6) is False

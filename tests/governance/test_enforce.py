@@ -86,7 +86,7 @@ def test_signature_docstring_kept_and_the_original_untouched():
 
 
 def test_two_clients_wrapping_one_function_do_not_collide():
-    """Official flaw: the decorator mutated the function, so the last capability won."""
+    """Official flaw (section 3, tool()): the decorator mutated the function, so the last capability won."""
     one, two = Agent(make_state(scopes={"a.x"})), Agent(make_state(scopes={"b.y"}))
     as_a = enforce(one, "a.x", charge)
     as_b = enforce(two, "b.y", charge)
@@ -214,7 +214,7 @@ def test_what_counts_as_results():
 
 
 def test_deny_always_is_honoured(agent, audit_server):
-    """Official flaw: a capability in deny_always was allowed."""
+    """Official flaw S4: a capability in deny_always was allowed."""
     agent.state = make_state(scopes={"stripe.payouts.create"}, capability_map=STRIPE_MAP)
     with pytest.raises(PolicyViolationError) as raised:
         enforce(agent, "stripe.payouts.create", lambda: "paid")()
@@ -238,7 +238,8 @@ def test_failed_calls_are_audited_with_outcome_type_and_duration_never_the_messa
 
 
 def test_arguments_are_recorded_as_they_were_before_the_call(agent, audit_server):
-    """Official flaw: tool_args were rebuilt after execution, so mutated arguments were recorded."""
+    """Official flaw C5 (section 3, wrap_tools step 6): tool_args were rebuilt after execution,
+    so mutated arguments were recorded."""
 
     def mutate(items: List[str]) -> int:
         items.append("added by the tool")
@@ -250,7 +251,7 @@ def test_arguments_are_recorded_as_they_were_before_the_call(agent, audit_server
 
 
 def test_wrapping_twice_neither_double_checks_nor_double_audits(agent, audit_server):
-    """Official flaw: wrap_tools twice wrapped twice and emitted double audit events."""
+    """Official flaw C14 (section 3, wrap_tools): wrapping twice wrapped twice and emitted double audit events."""
     once = enforce(agent, CHARGE, charge)
     assert enforce(agent, CHARGE, once) is once
     once("c", 1)

@@ -49,7 +49,7 @@ def test_official_names_and_values():
 
 
 def test_scope_is_exact_membership_and_strings_are_split_not_searched():
-    """Official flaw: a scope *string* made the check a substring match ("a.b" in "xa.b")."""
+    """Official flaw S5 (section 4): a scope *string* made the check a substring match ("a.b" in "xa.b")."""
     assert NOON.evaluate("a.b", "xa.b", {}) == (False, ev.REASON_NOT_IN_SCOPE)
     assert NOON.evaluate("a.b", "x a.b\ty", {}) == (True, ev.REASON_ALLOWED)
     assert NOON.evaluate("a.b", ["a.b"], {}) == (True, ev.REASON_ALLOWED)
@@ -68,7 +68,7 @@ def test_deny_always_comes_after_scope_and_before_constraints():
 
 @pytest.mark.parametrize("constraints", [None, [], "x", 5])
 def test_constraints_null_or_not_an_object_denies(constraints):
-    """Official flaw: constraints=None (JSON null) raised TypeError out of the tool call."""
+    """Official flaw S5 (section 4): constraints=None (JSON null) raised TypeError out of the tool call."""
     assert reason(constraints) == ev.REASON_MALFORMED_CONSTRAINT
 
 
