@@ -83,6 +83,14 @@ def _flush_at_exit() -> None:
             log.exception("audit: flushing at exit failed")
 
 
+def _report_unsent(buffer: "EventBuffer[_Item]") -> None:
+    pending, _ = buffer.pending()
+    if pending:
+        log.warning(
+            "audit: an AuditEmitter was discarded with %d unsent event(s); call stop() to send them", pending
+        )
+
+
 def _register_exit_hook() -> None:
     global _exit_hook_registered
     with _exit_hook_lock:
@@ -220,6 +228,8 @@ class AuditEmitter:
         self._dropping = False
         self._dropped_at_burst = 0
         _live.add(self)
+        # Dropped without stop() while events wait (never started, so no thread keeps it): say so.
+        weakref.finalize(self, _report_unsent, self._buffer).atexit = False
 
     def __repr__(self) -> str:
         pending, _ = self._buffer.pending()
@@ -329,7 +339,9 @@ class AuditEmitter:
         if self._buffer.finished >= target:
             return True
         thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        if thread is not None and thread.is_alive():
+            if thread is threading.current_thread():  # called back from the worker: cannot wait on itself
+                return False
             self._retry_at = 0.0  # an explicit flush retries now
             self._wake.set()
             return self._buffer.wait_finished(target, limit)
@@ -350,7 +362,11 @@ class AuditEmitter:
             thread = self._thread
         self._retry_at = 0.0
         self._wake.set()
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        if thread is not None and thread.is_alive():
+            if thread is threading.current_thread():
+                # Called back from the worker (a renew_token hook stopping its client): the worker
+                # sends what is left when it returns to its loop.
+                return self.stats()
             thread.join(limit + 1.0)
         else:
             self._drain(self._stop_deadline)

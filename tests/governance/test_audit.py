@@ -397,3 +397,31 @@ def test_constructor_validation():
     emitter = AuditEmitter("http://127.0.0.1:1", "svc-SECRET-TOKEN", "a")
     assert "svc-SECRET-TOKEN" not in repr(emitter) and "svc-SECRET-TOKEN" not in repr(emitter.stats())
     emitter.stop(timeout=0)
+
+
+def test_stop_and_flush_called_back_from_the_worker_do_not_deadlock(make_emitter, audit_server):
+    """A renew_token hook that stops its client (and so the emitter) runs on the worker thread."""
+    audit_server.tokens = {"never"}
+    calls = []
+
+    def renew():
+        calls.append((emitter.flush(timeout=1), emitter.stop(timeout=1).running))
+        return None
+
+    emitter = make_emitter(renew_token=renew)
+    emitter.start()
+    emitter.emit(event(emitter, 1))
+    assert wait_until(lambda: not emitter.stats().running)
+    # It could not wait on itself; the worker then kept retrying (renewing) until the stop deadline.
+    assert calls and set(calls) == {(False, True)}
+    assert emitter.stats().pending == 1
+
+
+def test_discarding_an_emitter_with_unsent_events_is_reported(audit_server, caplog):
+    import gc
+
+    emitter = AuditEmitter(audit_server.url, "svc-token", "agent-7")
+    emitter.emit({"event_type": "t"})
+    del emitter
+    gc.collect()
+    assert any("discarded with 1 unsent event" in r.getMessage() for r in caplog.records)
