@@ -39,7 +39,7 @@ from ..exceptions import (
     OculusError,
     RateLimitError,
 )
-from ._buffer import EventBuffer
+from ._buffer import FIRST, REFUSED, EventBuffer
 from ._events import (
     DECISION_ALLOW,
     EVENT_TYPE,
@@ -425,20 +425,33 @@ class AuditEmitter:
 
     def _record(self, fields: RecordFields, args_size: int) -> bool:
         """Queue a tool record (the fields of a ``ToolRecord``, as a plain tuple)."""
-        return self._offer(fields, RECORD_OVERHEAD + args_size)
+        if self._closed:
+            return self._refuse_stopped()
+        offered = self._buffer.offer(fields, RECORD_OVERHEAD + args_size)
+        if offered == FIRST:
+            if not self._wake.is_set():  # the worker clears it before it looks at the queue
+                self._wake.set()
+        elif offered == REFUSED:
+            self._note_drop("the buffer is full")
+            return False
+        return True
 
     def _offer(self, item: _Item, size: int) -> bool:
         if self._closed:
-            self._buffer.refuse()
-            self._note_drop("the emitter is stopped")
-            return False
-        accepted, was_empty = self._buffer.offer(item, size)
-        if not accepted:
+            return self._refuse_stopped()
+        offered = self._buffer.offer(item, size)
+        if offered == FIRST:
+            if not self._wake.is_set():
+                self._wake.set()
+        elif offered == REFUSED:
             self._note_drop("the buffer is full")
             return False
-        if was_empty:
-            self._wake.set()
         return True
+
+    def _refuse_stopped(self) -> bool:
+        self._buffer.refuse()
+        self._note_drop("the emitter is stopped")
+        return False
 
     def _note_drop(self, why: str) -> None:
         if not self._dropping:

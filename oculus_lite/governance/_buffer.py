@@ -10,9 +10,10 @@ import threading
 from collections import deque
 from typing import Deque, Generic, List, Tuple, TypeVar
 
-__all__ = ["EventBuffer"]
+__all__ = ["ACCEPTED", "FIRST", "REFUSED", "EventBuffer"]
 
 T = TypeVar("T")
+REFUSED, ACCEPTED, FIRST = 0, 1, 2
 
 
 class EventBuffer(Generic[T]):
@@ -30,18 +31,18 @@ class EventBuffer(Generic[T]):
         self.finished = 0  # how many accepted events are done (sent or rejected), in order
         self.refused = 0
 
-    def offer(self, item: T, size: int) -> Tuple[bool, bool]:
-        """Queue an event. Returns (accepted, queue was empty before)."""
+    def offer(self, item: T, size: int) -> int:
+        """Queue an event: REFUSED, ACCEPTED, or FIRST (accepted into an empty queue)."""
         with self._lock:
             if self._count >= self.max_events or self._bytes + size > self.max_bytes:
                 self.refused += 1
-                return False, False
-            was_empty = not self._queue
-            self._queue.append((item, size))
+                return REFUSED
+            queue = self._queue
+            queue.append((item, size))
             self._count += 1
             self._bytes += size
             self.accepted += 1
-            return True, was_empty
+            return FIRST if len(queue) == 1 else ACCEPTED
 
     def refuse(self) -> None:
         """Count an event refused for another reason (emitted after stop)."""

@@ -277,7 +277,15 @@ def _compiled(build: Callable[[], _T]) -> Union[_T, Denial]:
 class Policy:
     """Compiled constraints. ``check`` returns None (allowed) or the first Denial."""
 
-    __slots__ = ("structure", "window", "max_amount", "task_required", "max_results", "unconstrained")
+    __slots__ = (
+        "structure",
+        "window",
+        "max_amount",
+        "task_required",
+        "max_results",
+        "unconstrained",
+        "counts_results",
+    )
 
     def __init__(self, constraints: object) -> None:
         self.structure: Optional[Denial] = None
@@ -315,6 +323,8 @@ class Policy:
             if "max_results" in constraints:
                 results_cap = constraints["max_results"]
                 self.max_results = _compiled(lambda: _compile_cap("max_results", results_cap))
+        #: Whether a tool's returned value must be counted against ``max_results``.
+        self.counts_results = isinstance(self.max_results, int)
         self.unconstrained = (
             self.structure is None
             and self.window is None
@@ -322,11 +332,6 @@ class Policy:
             and self.task_required is False
             and self.max_results is None
         )
-
-    @property
-    def counts_results(self) -> bool:
-        """Whether a tool's returned value must be counted against ``max_results``."""
-        return isinstance(self.max_results, int)
 
     def check(
         self,
