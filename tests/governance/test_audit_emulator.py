@@ -6,6 +6,7 @@ and a 401 answered by renewing the service token. Skipped where the emulator has
 import json
 import urllib.parse
 import urllib.request
+from typing import List
 
 import pytest
 
@@ -29,7 +30,7 @@ def service_token(emulator, client_id="gov-audit"):
 
 @pytest.fixture
 def emitters():
-    made = []
+    made: List[AuditEmitter] = []
     yield made
     for emitter in made:
         emitter.stop(timeout=5)
