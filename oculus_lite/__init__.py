@@ -27,13 +27,22 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from ._engine import Clock as Clock
     from ._engine import ManualClock as ManualClock
     from ._engine import SystemClock as SystemClock
+    from .audit import AuditEmitter as AuditEmitter
+    from .audit import AuditStats as AuditStats
+    from .context import TaskContext as TaskContext
     from .emulator import Emulator as Emulator
+    from .evaluator import CapabilityEvaluator as CapabilityEvaluator
+    from .evaluator import EvalResult as EvalResult
     from .exceptions import AgentOTPError as AgentOTPError
     from .exceptions import ApprovalTimeoutError as ApprovalTimeoutError
     from .exceptions import AuthenticationError as AuthenticationError
+    from .exceptions import CapabilityMapError as CapabilityMapError
     from .exceptions import ClientClosedError as ClientClosedError
     from .exceptions import ConfigurationError as ConfigurationError
     from .exceptions import ConflictError as ConflictError
+    from .exceptions import CredentialError as CredentialError
+    from .exceptions import DelegationError as DelegationError
+    from .exceptions import EnrollmentError as EnrollmentError
     from .exceptions import ExpiredTokenError as ExpiredTokenError
     from .exceptions import ForbiddenError as ForbiddenError
     from .exceptions import ImmatureTokenError as ImmatureTokenError
@@ -50,11 +59,15 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .exceptions import OculusAPIError as OculusAPIError
     from .exceptions import OculusAuthError as OculusAuthError
     from .exceptions import OculusError as OculusError
+    from .exceptions import OculusStartupError as OculusStartupError
+    from .exceptions import PolicyViolationError as PolicyViolationError
+    from .exceptions import ProjectFileError as ProjectFileError
     from .exceptions import RateLimitError as RateLimitError
     from .exceptions import ResponseTooLargeError as ResponseTooLargeError
     from .exceptions import RevokedTokenError as RevokedTokenError
     from .exceptions import ServerError as ServerError
     from .exceptions import TLSError as TLSError
+    from .exceptions import TokenExpiredError as TokenExpiredError
     from .exceptions import TokenRevokedException as TokenRevokedException
     from .exceptions import UnsupportedAlgorithmError as UnsupportedAlgorithmError
     from .exceptions import ValidationError as ValidationError
@@ -85,13 +98,14 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .transport import register_transport as register_transport
 
 _EXCEPTIONS = (
-    "AgentOTPError ApprovalTimeoutError AuthenticationError ClientClosedError ConfigurationError "
-    "ConflictError ExpiredTokenError ForbiddenError ImmatureTokenError InvalidAudienceError "
+    "AgentOTPError ApprovalTimeoutError AuthenticationError CapabilityMapError ClientClosedError "
+    "ConfigurationError ConflictError CredentialError DelegationError EnrollmentError "
+    "ExpiredTokenError ForbiddenError ImmatureTokenError InvalidAudienceError "
     "InvalidIssuerError InvalidResponseError InvalidSignatureError InvalidTokenError "
     "KeyNotFoundError MalformedTokenError NetworkError NetworkTimeoutError NotFoundError "
-    "OculusAPIError OculusAuthError OculusError RateLimitError ResponseTooLargeError "
-    "RevokedTokenError ServerError TLSError TokenRevokedException UnsupportedAlgorithmError "
-    "ValidationError"
+    "OculusAPIError OculusAuthError OculusError OculusStartupError PolicyViolationError "
+    "ProjectFileError RateLimitError ResponseTooLargeError RevokedTokenError ServerError TLSError "
+    "TokenExpiredError TokenRevokedException UnsupportedAlgorithmError ValidationError"
 ).split()
 
 _WHERE: Dict[str, str] = {name: "exceptions" for name in _EXCEPTIONS}
@@ -100,6 +114,11 @@ _WHERE.update(
         "Client": "tokens._client",
         "OculusClient": "tokens._client",
         "Emulator": "emulator",
+        "AuditEmitter": "audit",
+        "AuditStats": "audit",
+        "CapabilityEvaluator": "evaluator",
+        "EvalResult": "evaluator",
+        "TaskContext": "context",
         "Claims": "jwt",
         "JwksVerifier": "jwt",
         "Token": "tokens._models",
