@@ -17,7 +17,20 @@ background worker that holds this client weakly.
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Hashable, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Hashable,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from .._config import (
     BASE_URL_VARS,
@@ -54,8 +67,16 @@ from ._oauth import TokenEndpoint, normalise_scope, token_plan
 from ._store import TokenStore
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..governance._audit import AuditEmitter
+    from ..governance._context import TaskContext
+    from ..governance._credentials import Credentials
+    from ..governance._evaluator import CapabilityEvaluator
+    from ..governance._runtime import Runtime
+    from ..governance._state import AgentState
     from ..verify._revocation import RevocationList
     from ..verify._verifier import JwksVerifier
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["Client", "OculusClient"]
 
@@ -94,6 +115,12 @@ class Client:
             token per key per lifetime. The in-process cache stays in front of it. Default:
             the store ``OCULUS_TOKEN_STORE`` names (``file:``, ``file:/path``, ``redis://...``),
             or the file store when ``OCULUS_LAMBDA_CACHE=true``; else none.
+        sync_interval: seconds between background refreshes of the capability map and the
+            integration credentials once ``startup()`` ran.
+        issuer: when set, the agent token's ``iss`` must equal it (deployments behind gateways
+            see other host names, so it is not checked by default).
+        project_file: the project file with custom capabilities (``oculus.json``, or
+            ``oculus.toml``); default ``OCULUS_CONFIG``; never read from the working directory.
 
     Example::
 
@@ -121,6 +148,9 @@ class Client:
         verify: VerifyTypes = True,
         clock: Optional[Clock] = None,
         store: Optional[TokenStore] = None,
+        sync_interval: float = 60.0,
+        issuer: Optional[str] = None,
+        project_file: Optional[str] = None,
     ) -> None:
         client_id, _ = from_env(client_id, CLIENT_ID_VARS)
         client_secret, _ = from_env(client_secret, CLIENT_SECRET_VARS)
@@ -193,6 +223,12 @@ class Client:
                 on_lease=_WeakCall(self, Client._extend_leases_soon),
             )
         self._jwks: Optional["JwksVerifier"] = None
+        self._sync_interval = check_seconds(sync_interval, "sync_interval")
+        if issuer is not None:
+            check_text(issuer, "issuer", max_len=2048, error=ConfigurationError)
+        self._issuer = issuer
+        self._project_file = project_file
+        self._gov: Optional["Runtime"] = None
         after_fork_in_child(self, Client._after_fork)
 
     def __repr__(self) -> str:
@@ -271,12 +307,21 @@ class Client:
         thread = self._begin_stop()
         if thread is not None:
             thread.join(self._timeout)
+        self._close_governance()
         self._close_store()
         close = getattr(self._transport, "close", None)
         if callable(close):
             close()
 
     close = stop
+
+    def _close_governance(self) -> None:
+        """Flush and stop the audit emitter (bounded), close the verifier."""
+        gov, jwks = self._gov, self._jwks
+        if gov is not None and gov.audit is not None:
+            gov.audit.stop(self._timeout)
+        if jwks is not None:
+            jwks.close()
 
     def _close_store(self) -> None:
         fleet = self._fleet
@@ -295,6 +340,7 @@ class Client:
         loop = asyncio.get_running_loop()
         if thread is not None:
             await loop.run_in_executor(None, thread.join, self._timeout)
+        await loop.run_in_executor(None, self._close_governance)
         await loop.run_in_executor(None, self._close_store)
         aclose = getattr(self._transport, "aclose", None)
         if aclose is not None:
@@ -321,6 +367,167 @@ class Client:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # ------------------------------------------------------------------ governance
+
+    def startup(self) -> None:
+        """Get and verify the agent token, load the capability map, the revocation list and the
+        integration credentials, and start background sync and the audit emitter. Idempotent;
+        a wrapped tool call or ``task()`` starts the client by itself.
+
+        Raises:
+            OculusStartupError: with ``fail_closed=True``, the step that failed (``step``).
+        """
+        run(self._runtime().startup_plan(self), self._transport, self._sleep)
+
+    async def astartup(self) -> None:
+        """``startup()`` for coroutines."""
+        await arun(self._runtime().startup_plan(self), self._transport, self._clock.asleep)
+
+    @property
+    def credentials(self) -> "Credentials":
+        """The integrations' credentials (read-only; ``repr`` never shows a value; a missing one
+        raises ``CredentialError``). Starts the client if needed."""
+        return self._governance_state().credentials
+
+    def tool(
+        self, capability: str, *, amount: Optional[str] = None, result_count: Optional[str] = None
+    ) -> Callable[[_F], _F]:
+        """Decorator: every call of the function is checked against ``capability`` (scope,
+        ``deny_always``, constraints) and audited; the function itself is left untouched.
+
+        Args:
+            amount: the parameter carrying an amount in cents (default: one named ``amount_cents``).
+            result_count: the parameter carrying a requested result count (default: one named
+                ``result_count``); a sized return value is counted against ``max_results`` too.
+        """
+        from ..governance._enforce import enforce
+
+        def decorate(fn: _F) -> _F:
+            return enforce(self, capability, fn, amount=amount, result_count=result_count)
+
+        return decorate
+
+    def wrap_tools(
+        self, tool_functions: Iterable[_F], *, unprotected: Iterable[Callable[..., Any]] = ()
+    ) -> List[_F]:
+        """Enforced versions of ``tool_functions``: already enforced ones as they are, ones
+        tagged the official way (``_oculus_capability``) wrapped. A function with no capability
+        raises ``ConfigurationError`` unless it is listed in ``unprotected``."""
+        from ..governance._enforce import enforce, is_enforced
+
+        allowed = list(unprotected)
+        wrapped: List[_F] = []
+        for fn in tool_functions:
+            capability = getattr(fn, "_oculus_capability", None)
+            if is_enforced(fn):
+                wrapped.append(fn)
+            elif isinstance(capability, str):
+                wrapped.append(enforce(self, capability, fn))
+            elif any(fn is ok for ok in allowed):
+                wrapped.append(fn)
+            else:
+                raise ConfigurationError(
+                    'wrap_tools: {!r} has no capability; decorate it with @client.tool("...") or '
+                    "list it in unprotected=[...] to run it unenforced".format(getattr(fn, "__name__", fn))
+                )
+        return wrapped
+
+    def task(self, task_id: str) -> "TaskContext":
+        """A ``TaskContext``: ``with client.task("refund-42") as ctx:`` scopes the task id to
+        every enforced call inside (threads via ``ctx.bind``, asyncio tasks by themselves)."""
+        from ..governance._context import TaskContext
+
+        return TaskContext(self, task_id)
+
+    def _runtime(self) -> "Runtime":
+        gov = self._gov
+        if gov is None:
+            from ..governance._evaluator import CapabilityEvaluator
+            from ..governance._runtime import Runtime
+
+            with self._lock:
+                if self._gov is None:
+                    key = normalise_scope(" ".join(self.scopes)) if self.scopes else ""
+                    self._gov = Runtime(
+                        key=key,
+                        fail_closed=self.fail_closed,
+                        sync_interval=self._sync_interval,
+                        project_file=self._project_file,
+                        evaluator=CapabilityEvaluator(now=self._clock.time),
+                    )
+                gov = self._gov
+        return gov
+
+    def _governance_state(self) -> "AgentState":
+        """The state enforced calls decide on: no lock, no I/O while the agent token is fresh."""
+        state = self._fresh_state()
+        if state is not None:
+            return state
+        return run(self._runtime().state_plan(self), self._transport, self._sleep)
+
+    async def _agovernance_state(self) -> "AgentState":
+        state = self._fresh_state()
+        if state is not None:
+            return state
+        return await arun(self._runtime().state_plan(self), self._transport, self._clock.asleep)
+
+    def _fresh_state(self) -> "Optional[AgentState]":
+        """The published state while the agent token it was built from is still the cached,
+        FRESH one (the governance hit path); None sends the caller through ``state_plan``."""
+        gov = self._gov
+        if gov is None:
+            return None
+        state, built_from = gov.current
+        if built_from is None or self._hits.get(gov.key) is not built_from:
+            return None
+        return state if self._now() < built_from.refresh_at else None
+
+    @property
+    def _governance_audit(self) -> "Optional[AuditEmitter]":
+        gov = self._gov
+        return gov.audit if gov is not None else None
+
+    @property
+    def _governance_evaluator(self) -> "CapabilityEvaluator":
+        return self._runtime().evaluator
+
+    def _start_governance(self, gov: "Runtime", entry: Optional[Entry]) -> None:
+        """After startup: background sync and the audit emitter."""
+        self._worker.schedule("governance", gov.sync_interval if not gov.failed else 1.0, _governance_job)
+        state = gov.current[0]
+        service_token = (entry.extra or {}).get("sdk_service_token") if entry is not None else None
+        if gov.audit is None and state is not None and service_token:
+            from ..governance._audit import AuditEmitter
+
+            secret = self._endpoint._secret.reveal() if self._endpoint is not None else None
+            emitter = AuditEmitter(
+                self.base_url,
+                service_token,
+                state.agent_id,
+                transport=self._transport,
+                clock=self._clock,
+                renew_token=_WeakCall(self, Client._renew_service_token),
+                secrets=[s for s in (secret,) if s],
+                request_timeout=self._timeout,
+            )
+            emitter.add_secrets(*state.credentials.secrets())
+            gov.audit = emitter
+            emitter.start()
+
+    def _renewed_agent_token(self, gov: "Runtime", entry: Entry) -> None:
+        service_token = (entry.extra or {}).get("sdk_service_token")
+        if gov.audit is not None and service_token:
+            gov.audit.set_service_token(service_token)
+
+    def _renew_service_token(self) -> Optional[str]:
+        """For the audit emitter, after a 401: a fresh agent token's service token."""
+        gov = self._gov
+        if gov is None:
+            return None
+        entry = run(self._refetch_plan(gov.key), self._transport, self._sleep)
+        service_token = (entry.extra or {}).get("sdk_service_token")
+        return service_token if isinstance(service_token, str) else None
 
     # ------------------------------------------------------------------ the slow path
 
@@ -364,6 +571,9 @@ class Client:
     def _entry_plan(self, scope: str, audience: Optional[str]) -> Plan[Entry]:
         """A usable entry for (scope, audience): cached, or fetched by the one leader of its key."""
         key, raw = self._key_for(scope, audience)
+        return (yield from self._entry_plan_for(key, raw))
+
+    def _entry_plan_for(self, key: CacheKey, raw: Hashable) -> Plan[Entry]:
         endpoint = self._token_endpoint()
         while True:
             with self._lock:
@@ -409,6 +619,21 @@ class Client:
                 return entry, None, False  # a refresh failed just now: don't stall callers on it
         flight, lead = self._flights.lead_or_join(key)
         return None, flight, lead
+
+    def _refetch_plan(self, key: CacheKey) -> Plan[Entry]:
+        """A new token for ``key`` even though the cached one is fresh (its service token was
+        refused); single flight like any fetch, and callers keep the cached one meanwhile."""
+        endpoint = self._token_endpoint()
+        with self._lock:
+            self._check_open()
+            flight, lead = self._flights.lead_or_join(key)
+        if lead:
+            yield Spawn(self._fetch_plan(endpoint, key, flight))
+        try:
+            joined: Entry = yield Join(flight, self._timeout + _JOIN_SLACK)
+            return joined
+        except OculusError as exc:
+            return self._fallback(key, exc)
 
     def _fallback(self, key: CacheKey, exc: OculusError) -> Entry:
         """A failed refresh keeps a token that has not really expired."""
@@ -531,6 +756,7 @@ class Client:
 
                 self._jwks = JwksVerifier(
                     self.base_url,
+                    issuer=self._issuer,
                     check_revocation=False,
                     transport=self._transport,
                     timeout=self._timeout,
@@ -642,6 +868,23 @@ def _refresh_job(client: Client) -> Optional[float]:
                 max(0.0, not_before - client._now()),
             )
     return None
+
+
+def _governance_job(client: Client) -> Optional[float]:
+    """Worker job: one governance sync round; the delay until the next."""
+    gov = client._gov
+    if gov is None or client._closing.is_set():
+        return None
+    try:
+        run(gov.sync_plan(client), client._transport, client._sleep)
+    except OculusError as exc:
+        log.warning(
+            "governance sync failed (%s: %s); keeping the current map and credentials",
+            type(exc).__name__,
+            exc.message,
+        )
+        return min(gov.sync_interval, 5.0) if gov.failed else gov.sync_interval
+    return gov.sync_interval
 
 
 def _lease_job(client: Client) -> Optional[float]:

@@ -138,7 +138,9 @@ class TokenEndpoint:
         if refresh_token is not None:
             form = [("grant_type", "refresh_token"), ("refresh_token", reveal(refresh_token))]
         else:
-            form = [("grant_type", "client_credentials"), ("scope", _scope_of(key))]
+            form = [("grant_type", "client_credentials")]
+            if _scope_of(key):  # an empty scope asks for the server's default grant (startup())
+                form.append(("scope", _scope_of(key)))
             if not isinstance(key, str):
                 form.append(("audience", key[1]))
             if self.task_id:
