@@ -13,6 +13,7 @@ from ._http._hosts import is_loopback_host
 from .exceptions import ConfigurationError, ValidationError
 
 __all__ = [
+    "B64_TOKEN",
     "BASE_URL_VARS",
     "CLIENT_ID_VARS",
     "CLIENT_SECRET_VARS",
@@ -39,6 +40,9 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: An opaque credential a server hands out (refresh, service, OTP tokens): printable ASCII with
 #: no whitespace, so it can never split a header, a form field or a log line.
+#: RFC 6750 section 2.1 ``b64token``: all that may follow "Bearer " in an Authorization header.
+B64_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+
 OPAQUE_TOKEN = re.compile(r"[\x21-\x7e]+\Z")
 
 #: The longest duration any setting accepts (366 days): longer is a mistake, and far longer

@@ -76,9 +76,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> List[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]]:
-    from . import _doctor, _permission, _verify
+    from . import _delegation, _doctor, _permission, _verify
 
-    return [_verify.register_decode, _verify.register, _permission.register, _doctor.register]
+    return [
+        _verify.register_decode,
+        _verify.register,
+        _permission.register,
+        _delegation.register,
+        _doctor.register,
+    ]
 
 
 def main(argv: Optional[Sequence[str]] = None, *, stderr: Optional[TextIO] = None) -> int:

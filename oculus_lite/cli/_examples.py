@@ -21,6 +21,8 @@ EXAMPLES: Dict[str, str] = {
     "permission approve": "permission approve perm_8f2c01 --reason 'looks right'",
     "permission deny": "permission deny perm_8f2c01 --reason 'not this week'",
     "doctor": "doctor --scope 'db:read'",
+    "delegate": "delegate child-agent --capability stripe.customers.read --task task-42 --ttl 300",
+    "enroll": "enroll enr_3f9a... --base-url http://127.0.0.1:8400 --save agent-credentials.json",
 }
 
 

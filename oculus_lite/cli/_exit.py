@@ -1,6 +1,13 @@
 """The command line's exit codes, one table for every command."""
 
-from ..exceptions import ConfigurationError, NetworkError, OculusAuthError, OculusError, ValidationError
+from ..exceptions import (
+    ConfigurationError,
+    DelegationError,
+    NetworkError,
+    OculusAuthError,
+    OculusError,
+    ValidationError,
+)
 
 __all__ = [
     "EXIT_AUTH",
@@ -17,7 +24,7 @@ EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_AUTH, EXIT_NETWORK, EXIT_INVALID = 0, 1, 2
 
 def exit_code_for(exc: OculusError) -> int:
     """The documented exit code for an error: 3 auth, 4 network, 2 refused before sending, else 1."""
-    if isinstance(exc, OculusAuthError):
+    if isinstance(exc, (OculusAuthError, DelegationError)):  # refused: authorisation
         return EXIT_AUTH
     if isinstance(exc, NetworkError):
         return EXIT_NETWORK

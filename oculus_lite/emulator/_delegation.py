@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..exceptions import MalformedTokenError
+from ..governance._tightening import ConstraintEscalation, tighten
 from ..jwt import decode
 from ..verify import _rsa
 from ._agents import Agent, make_agent
-from ._constraints import ConstraintEscalation, tighten
 from ._tokens import Lineage, Reply, TokenService
 
 __all__ = ["DelegationService", "EnrollToken"]

@@ -142,7 +142,16 @@ class Runtime:
             self._map = self._map.with_custom(self._custom)
         except ProjectFileError as exc:
             failed(STEP_PROJECT, exc)
-        if entry is not None:
+        if (
+            entry is not None
+            and client._delegated is not None
+            and not (entry.extra or {}).get("sdk_service_token")
+        ):
+            # A delegated client given no service token has no map, credentials or audit (as the
+            # official SDK): that is its configuration, not a failure.
+            log.warning("delegated client without sdk_service_token: no capability map, credentials or audit")
+            yield from client._revocation_list().refresh_plan()
+        elif entry is not None:
             for step, plan in (
                 (STEP_MAP, self._map_plan(client, entry)),
                 (STEP_REVOCATION, client._revocation_list().refresh_plan()),
@@ -223,6 +232,8 @@ class Runtime:
         """One background round: retry failed steps, refresh the map (304 keeps it) and the
         credentials, rebuild the state if anything changed."""
         entry = yield from client._entry_plan_for(self.key, self.key)
+        if not (entry.extra or {}).get("sdk_service_token") and client._delegated is not None:
+            return  # nothing to sync without a service token
         retry = dict(self.failed)
         if STEP_JWKS in retry or STEP_TOKEN in retry or self.current[0] is None:
             claims = yield from self._verify_plan(client, entry)

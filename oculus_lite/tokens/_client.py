@@ -15,6 +15,7 @@ background worker that holds this client weakly.
 """
 
 import logging
+import os
 import threading
 import weakref
 from typing import (
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..governance._audit import AuditEmitter
     from ..governance._context import TaskContext
     from ..governance._credentials import Credentials
+    from ..governance._delegation import DelegatedSource, DelegatedToken
     from ..governance._evaluator import CapabilityEvaluator
     from ..governance._runtime import Runtime
     from ..governance._state import AgentState
@@ -156,9 +158,9 @@ class Client:
         client_secret, _ = from_env(client_secret, CLIENT_SECRET_VARS)
         base_url, _ = from_env(base_url, BASE_URL_VARS)
         task_id, _ = from_env(task_id, ("OCULUS_TASK_ID",))
-        if client_id is not None:
+        if client_id:  # "" means none (from_delegation_token passes "" so nothing is read from the env)
             check_text(client_id, "client_id", max_len=512, error=ConfigurationError)
-        if client_secret is not None:
+        if client_secret:
             check_text(client_secret, "client_secret", max_len=4096, error=ConfigurationError)
         self._timeout = check_seconds(timeout, "timeout")
         margin = check_seconds(refresh_margin, "refresh_margin", allow_zero=True)
@@ -229,6 +231,8 @@ class Client:
         self._issuer = issuer
         self._project_file = project_file
         self._gov: Optional["Runtime"] = None
+        self._delegated: Optional["DelegatedSource"] = None
+        self._leeway = 30.0  # JWT clock-skew allowance; 0 for a delegated token's own exp
         after_fork_in_child(self, Client._after_fork)
 
     def __repr__(self) -> str:
@@ -440,6 +444,97 @@ class Client:
 
         return TaskContext(self, task_id)
 
+    def delegate(
+        self,
+        child_agent_id: str,
+        capabilities: List[str],
+        task_id: str,
+        ttl_seconds: int,
+        constraints: Optional[Dict[str, Any]] = None,
+    ) -> "DelegatedToken":
+        """A token for ``child_agent_id`` with a subset of this agent's capabilities, for
+        ``task_id``, living ``ttl_seconds`` (within this agent's token), with ``constraints``
+        no looser than this agent's. Checked here first, with the server's codes.
+
+        Raises:
+            DelegationError: ``reason`` is the code (CAPABILITY_ESCALATION, CONSTRAINT_ESCALATION,
+                DELEGATION_DEPTH_EXCEEDED, TTL_EXCEEDS_PARENT, ...).
+        """
+        from ..governance._delegation import delegate_plan
+
+        plan = delegate_plan(self, child_agent_id, capabilities, task_id, ttl_seconds, constraints)
+        return run(plan, self._transport, self._sleep)
+
+    async def adelegate(
+        self,
+        child_agent_id: str,
+        capabilities: List[str],
+        task_id: str,
+        ttl_seconds: int,
+        constraints: Optional[Dict[str, Any]] = None,
+    ) -> "DelegatedToken":
+        """``delegate`` for coroutines."""
+        from ..governance._delegation import delegate_plan
+
+        plan = delegate_plan(self, child_agent_id, capabilities, task_id, ttl_seconds, constraints)
+        return await arun(plan, self._transport, self._clock.asleep)
+
+    @classmethod
+    def from_delegation_token(
+        cls,
+        token: str,
+        base_url: str,
+        sdk_service_token: str = "",
+        fail_closed: bool = True,
+        *,
+        renew: Optional[Callable[[], str]] = None,
+        **options: Any,
+    ) -> "Client":
+        """A client acting as the child agent of a delegated ``token``: it verifies the token
+        against ``base_url``'s JWKS before trusting any claim, never reads credentials from the
+        environment, and holds only that token (``renew``, a callable the parent supplies, may
+        hand it a new one; without it the expired token raises ``TokenExpiredError``).
+        ``sdk_service_token`` enables the capability map, credentials and audit."""
+        from ..governance._delegation import DelegatedSource
+
+        check_text(token, "token", max_len=16384, error=ConfigurationError)
+        client = cls("", "", base_url, "", fail_closed, **options)  # "": never from the environment
+        client._delegated = DelegatedSource(token, "", sdk_service_token or "", renew)
+        client._leeway = 0.0
+        return client
+
+    @classmethod
+    def from_enroll_token(
+        cls,
+        enroll_token: str,
+        base_url: str,
+        *,
+        store: Union[str, "os.PathLike[str]", Callable[..., Any], None] = None,
+        **options: Any,
+    ) -> "Client":
+        """Trade a one-time enroll token for this agent's ``client_id``/``client_secret`` and
+        return a client using them. The enroll token works once: pass ``store`` (a callable
+        receiving ``client_id=``/``client_secret=``, or a file path written atomically with
+        mode 0600) so the credentials are kept before this returns.
+
+        Raises:
+            EnrollmentError: rejected, used or expired enroll token (``code`` says which).
+        """
+        from ..governance._delegation import enroll_plan, save_credentials
+
+        url = validate_base_url(base_url, allow_insecure_http=bool(options.get("allow_insecure_http")))
+        clock: Clock = options.get("clock") or SYSTEM_CLOCK
+        timeout = check_seconds(options.get("timeout", 10.0), "timeout")
+        transport = resolve_transport(options.get("transport"))
+        try:
+            client_id, secret = run(enroll_plan(timeout, url, enroll_token, clock), transport, clock.sleep)
+        finally:
+            if options.get("transport") is None:
+                transport.close()
+        if store is not None:
+            save_credentials(store, client_id, secret)
+        return cls(client_id, secret, url, **options)
+
     def _runtime(self) -> "Runtime":
         gov = self._gov
         if gov is None:
@@ -540,6 +635,7 @@ class Client:
             raise ClientClosedError("this Client was stopped; create a new one")
 
     def _token_endpoint(self) -> TokenEndpoint:
+        """The token endpoint; without credentials, the error that says what to set."""
         endpoint = self._endpoint
         if endpoint is None:
             missing = self._missing
@@ -549,6 +645,11 @@ class Client:
                 )
             )
         return endpoint
+
+    def _check_source(self) -> None:
+        """Fail before anything is sent when this client has nowhere to get a token from."""
+        if self._delegated is None:
+            self._token_endpoint()
 
     def _key_for(self, scope: object, audience: object) -> Tuple[CacheKey, Hashable]:
         """(canonical key, raw key) after validating the arguments."""
@@ -574,7 +675,7 @@ class Client:
         return (yield from self._entry_plan_for(key, raw))
 
     def _entry_plan_for(self, key: CacheKey, raw: Hashable) -> Plan[Entry]:
-        endpoint = self._token_endpoint()
+        self._check_source()
         while True:
             with self._lock:
                 entry, flight, lead = self._lookup(key, raw)
@@ -582,7 +683,7 @@ class Client:
                 return entry
             assert flight is not None
             if lead:
-                yield Spawn(self._fetch_plan(endpoint, key, flight))
+                yield Spawn(self._fetch_plan(key, flight))
             try:
                 joined: Entry = yield Join(flight, self._timeout + _JOIN_SLACK)
                 return joined
@@ -623,12 +724,12 @@ class Client:
     def _refetch_plan(self, key: CacheKey) -> Plan[Entry]:
         """A new token for ``key`` even though the cached one is fresh (its service token was
         refused); single flight like any fetch, and callers keep the cached one meanwhile."""
-        endpoint = self._token_endpoint()
+        self._check_source()
         with self._lock:
             self._check_open()
             flight, lead = self._flights.lead_or_join(key)
         if lead:
-            yield Spawn(self._fetch_plan(endpoint, key, flight))
+            yield Spawn(self._fetch_plan(key, flight))
         try:
             joined: Entry = yield Join(flight, self._timeout + _JOIN_SLACK)
             return joined
@@ -662,24 +763,35 @@ class Client:
             deadline = min(deadline, entry.expires - 0.1)
         return (Secret(entry.refresh_token) if entry.refresh_token else None), deadline
 
-    def _fetch_plan(self, endpoint: TokenEndpoint, key: CacheKey, flight: Flight[Entry]) -> Plan[None]:
+    def _fetch_plan(self, key: CacheKey, flight: Flight[Entry]) -> Plan[None]:
         """Lead one fetch and settle its flight (never raises an ``Exception``)."""
         try:
-            refresh_token, deadline = self._fetch_bounds(key)
-            if self._fleet is not None:
-                entry = yield from self._fleet.fetch_plan(
-                    endpoint, key, refresh_token, deadline=deadline, policy=self._policy
-                )
-            else:
-                entry = yield from token_plan(
-                    endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock
-                )
+            entry = yield from self._grant_plan(key)
         except BaseException as exc:
             self._settle(key, flight, None, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
             self._settle(key, flight, entry, None)
+
+    def _grant_plan(self, key: CacheKey) -> Plan[Entry]:
+        """Where a new token comes from: the delegated token (a delegated client), the fleet's
+        shared store, or the token endpoint."""
+        if self._delegated is not None:
+            return (yield from self._delegated.fetch_plan(self, key))
+        endpoint = self._token_endpoint()
+        refresh_token, deadline = self._fetch_bounds(key)
+        if self._fleet is not None:
+            return (
+                yield from self._fleet.fetch_plan(
+                    endpoint, key, refresh_token, deadline=deadline, policy=self._policy
+                )
+            )
+        return (
+            yield from token_plan(
+                endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock
+            )
+        )
 
     def _settle(
         self, key: CacheKey, flight: Flight[Entry], entry: Optional[Entry], error: Optional[BaseException]
@@ -757,6 +869,7 @@ class Client:
                 self._jwks = JwksVerifier(
                     self.base_url,
                     issuer=self._issuer,
+                    leeway=self._leeway,
                     check_revocation=False,
                     transport=self._transport,
                     timeout=self._timeout,
@@ -846,8 +959,7 @@ class Client:
 
 def _refresh_job(client: Client) -> Optional[float]:
     """Worker job: refresh every queued STALE key, one after the other, then sleep."""
-    endpoint = client._endpoint
-    while endpoint is not None:
+    while client._endpoint is not None or client._delegated is not None:
         with client._lock:
             if client._closing.is_set() or not client._refresh_queue:
                 return None
@@ -855,7 +967,7 @@ def _refresh_job(client: Client) -> Optional[float]:
             if client._flights.busy(key):
                 continue
             flight, _ = client._flights.lead_or_join(key)
-        run(client._fetch_plan(endpoint, key, flight), client._transport, client._sleep)
+        run(client._fetch_plan(key, flight), client._transport, client._sleep)
         try:
             flight.result(0)
         except OculusError as exc:

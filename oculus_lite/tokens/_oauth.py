@@ -6,11 +6,10 @@ feed ``TokenEndpoint.parse`` arbitrary replies.
 """
 
 import logging
-import re
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
-from .._config import CONTROL_CHARACTERS, OPAQUE_TOKEN, check_text
+from .._config import B64_TOKEN, CONTROL_CHARACTERS, OPAQUE_TOKEN, check_text
 from .._engine._clock import Clock
 from .._engine._plan import Plan
 from .._http._models import Request, Response
@@ -28,8 +27,6 @@ DEFAULT_LIFETIME = 600.0
 #: The shortest lifetime a granted token is kept for, whatever ``expires_in`` says (see lifetime).
 MIN_LIFETIME = 1.0
 _MAX_LIFETIME = 366 * 86400.0
-#: RFC 6750 section 2.1 ``b64token``: all that may follow "Bearer " in an Authorization header.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 #: The longest token accepted from the server (as long as the longest JWT ``decode`` reads).
 _MAX_TOKEN_LEN = 16 * 1024
 _MAX_SCOPE_LEN = 4096
@@ -216,7 +213,7 @@ def _access_token(data: Mapping[str, Any], status: int) -> str:
         raise InvalidResponseError(
             "token response has no access_token ({} other field(s))".format(len(data)), status_code=status
         )
-    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LEN or not _B64TOKEN.match(token):
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LEN or not B64_TOKEN.match(token):
         raise InvalidResponseError(
             "token response: the access_token is not a bearer token (RFC 6750: 1 to {} letters, "
             "digits and -._~+/ then optional '='); refused, nothing cached".format(_MAX_TOKEN_LEN),

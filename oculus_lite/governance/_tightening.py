@@ -1,4 +1,5 @@
-"""Constraint tightening for delegation: a child's constraints may narrow the parent's, never widen.
+"""Constraint tightening for delegation (the client checks before sending, the emulator enforces):
+a child's constraints may narrow the parent's, never widen.
 
 ``tighten(parent, additional)`` returns the child's constraints (the tighter of each) or
 raises ``ConstraintEscalation`` when an additional constraint is looser than the parent's
