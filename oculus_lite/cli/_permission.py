@@ -10,7 +10,6 @@ admin token are never printed; the OTP token only by ``request`` once approved.
 import argparse
 import json
 import sys
-import threading
 from typing import Any, Dict, Optional, TextIO
 
 from .._config import from_env, validate_base_url
@@ -21,7 +20,7 @@ from ..exceptions import ApprovalTimeoutError, OculusError
 from ..permissions._models import Permission, check_id
 from ..transport import Request, UrllibTransport
 
-__all__ = ["demo_permission_steps", "register"]
+__all__ = ["register"]
 
 EMULATOR_URL = "http://127.0.0.1:8400"
 
@@ -241,78 +240,3 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def demo_permission_steps(emu: Any, out: TextIO) -> None:
-    """The demo's permission part: wait for a human (another thread), use once, refuse a reuse."""
-    from ..permissions import PermissionClient
-
-    lock = threading.Lock()
-    pending = threading.Event()
-    seen: Dict[str, str] = {}
-
-    def say(text: str) -> None:
-        with lock:
-            print(text, file=out)
-            out.flush()
-
-    def human() -> None:
-        if not pending.wait(30) or "id" not in seen:
-            return
-        pid = seen["id"]
-        say(
-            "   [human]  sees request {} and approves it (POST /api/v1/permissions/{}/decide)".format(
-                pid, pid
-            )
-        )
-        try:
-            _operator(
-                "POST",
-                "/api/v1/permissions/{}/decide".format(pid),
-                {"approved": True, "reason": "invoice run approved"},
-                base_url=emu.url,
-                admin_token=getattr(emu.otp, "admin_token", None) or "",
-                what="demo decision",
-            )
-        except OculusError as exc:
-            say("   [human]  could not decide: {}".format(exc))
-
-    def on_pending(p: Permission) -> None:
-        say("   [agent]  asks to send an email; request {} is pending, waiting for a human".format(p.id))
-        seen["id"] = p.id
-        pending.set()
-
-    approver = threading.Thread(target=human, name="demo-human", daemon=True)
-    approver.start()
-    with PermissionClient(api_key=emu.otp.demo_api_key, base_url=emu.url) as client:
-        try:
-            permission = client.request_permission(
-                "email.send",
-                {"max_emails": 1, "allowed_recipients": ["client@example.com"]},
-                resource="email:client@example.com",
-                context={"reason": "Sending monthly invoice"},
-                wait_for_approval=True,
-                timeout=30.0,
-                poll_interval=0.2,
-                on_pending=on_pending,
-            )
-        finally:
-            pending.set()  # release the human thread if the request failed
-            approver.join(35)
-        say(
-            "   [agent]  {} by {} (one-time token received, not shown; scope {})".format(
-                permission.status.value,
-                permission.decided_by,
-                json.dumps(permission.scope, sort_keys=True),
-            )
-        )
-        if permission.token is None:
-            return
-        usage = client.use_token(permission.id, permission.token, {"recipient": "client@example.com"})
-        say(
-            "   [agent]  sends the email, marks the token used: success={}, uses left {}".format(
-                usage.success, usage.uses_remaining
-            )
-        )
-        again = client.use_token(permission.id, permission.token)
-        say("   [agent]  a second use is refused: success={} ({})".format(again.success, again.reason))

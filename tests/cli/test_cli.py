@@ -58,7 +58,18 @@ def test_demo_runs_end_to_end(capsys):
     out = capsys.readouterr().out
     assert "32 callers, 1 distinct token(s), 1 token request(s) sent" in out
     assert "AuthenticationError" in out and "ForbiddenError" in out
-    assert "demo-secret-not-for-production" not in out
+    # governance: an allowed and a denied call with its reason, a credential used unseen, audit
+    assert "allowed: charged cus_123 1200 cents" in out and "reason 'amount_limit_exceeded'" in out
+    assert "audit event at the emulator: stripe.charges.create allow outcome=success" in out
+    assert "audit event at the emulator: stripe.charges.create deny outcome=denied" in out
+    # delegation: the child's allowed and refused calls, an escalation refused with its code
+    assert "child allowed: ticket 4711 read" in out and "child refused: crm.write" in out
+    assert "escalation refused: CAPABILITY_ESCALATION" in out
+    # approval: a URL a person can open, then the one-time token used once
+    assert "could approve it in a browser: http://127.0.0.1:" in out and "/_emulator/ui/permissions/" in out
+    assert "success=True, uses left 0" in out and "a second use is refused" in out
+    for secret in ("demo-secret-not-for-production", "billing-secret", "sk_test_demo_value", "otp_", "eyJ"):
+        assert secret not in out
 
 
 def test_python_dash_m_smoke():

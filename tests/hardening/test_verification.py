@@ -12,6 +12,7 @@ import pytest
 
 from oculus_lite._engine import ManualClock
 from oculus_lite.emulator import Emulator
+from oculus_lite.emulator import _signing as _rsa
 from oculus_lite.exceptions import (
     ExpiredTokenError,
     ImmatureTokenError,
@@ -20,7 +21,6 @@ from oculus_lite.exceptions import (
     MalformedTokenError,
 )
 from oculus_lite.jwt import JwksVerifier
-from oculus_lite.emulator import _signing as _rsa
 
 #: The last second of year 9999.
 LAST = 253402300799

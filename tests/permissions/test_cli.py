@@ -1,6 +1,5 @@
 """``python -m oculus_lite permission ...`` in-process, and the demo's permission steps."""
 
-import io
 import threading
 from typing import Any, List
 
@@ -132,17 +131,3 @@ def test_operator_commands_use_the_admin_token(
         assert main(["permission", "approve", pid]) == 0
         out, err = capsys.readouterr()
         assert "adm-S3CRET-tok" not in out + err and emu.otp.demo_api_key not in out + err
-
-
-def test_demo_permission_steps(emulator: Any) -> None:
-    from oculus_lite.cli._permission import demo_permission_steps
-
-    out = io.StringIO()
-    demo_permission_steps(emulator, out)
-    text = out.getvalue()
-    assert "is pending, waiting for a human" in text
-    assert "approved by operator" in text
-    assert "success=True, uses left 0" in text
-    assert "a second use is refused: success=False (token already used)" in text
-    assert "otp_" not in text and emulator.otp.demo_api_key not in text
-    assert [r["status"] for r in emulator.otp.list_permissions()] == ["used"]
