@@ -25,7 +25,6 @@ An exception raised by an effect (``NetworkError`` from a transport, ``Cancelled
 blocks run in both worlds.
 """
 
-import inspect
 from typing import Any, Awaitable, Callable, Generator, NamedTuple, Optional, Set, Tuple, TypeVar, Union
 
 from .._http._models import Request
@@ -139,8 +138,10 @@ async def _aperform(effect: Effect, transport: Any, asleep: Callable[[float], Aw
         if isinstance(effect, Join):
             return await effect.flight.aresult(effect.timeout), None
         if isinstance(effect, Call):
+            from inspect import isawaitable
+
             value = effect.fn(*effect.args)
-            return (await value if inspect.isawaitable(value) else value), None
+            return (await value if isawaitable(value) else value), None
         if isinstance(effect, Offload):
             return await asyncio.get_running_loop().run_in_executor(None, _call, effect.fn, effect.args), None
         if isinstance(effect, Spawn):

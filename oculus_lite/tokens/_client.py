@@ -62,10 +62,8 @@ from ..exceptions import (
     ValidationError,
 )
 from ._cache import CacheKey, Entry, EntryState, TokenCache
-from ._fleet import FleetCache
 from ._models import Token
 from ._oauth import TokenEndpoint, normalise_scope, token_plan
-from ._store import TokenStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..governance._audit import AuditEmitter
@@ -77,6 +75,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..governance._state import AgentState
     from ..verify._revocation import RevocationList
     from ..verify._verifier import JwksVerifier
+    from ._fleet import FleetCache
+    from ._store import TokenStore
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -149,7 +149,7 @@ class Client:
         allow_insecure_http: bool = False,
         verify: VerifyTypes = True,
         clock: Optional[Clock] = None,
-        store: Optional[TokenStore] = None,
+        store: Optional["TokenStore"] = None,
         sync_interval: float = 60.0,
         issuer: Optional[str] = None,
         project_file: Optional[str] = None,
@@ -206,13 +206,15 @@ class Client:
         self._revocation: Optional["RevocationList"] = None
         self._refresh_queue: List[CacheKey] = []
         self._worker = Worker(self, "oculus-lite-worker[{}]".format(client_id), self._clock)
-        self._fleet: Optional[FleetCache] = None
+        self._fleet: Optional["FleetCache"] = None
         self._owns_store = store is None
         if store is None:
             from ._store_spec import store_from_environment
 
             store = store_from_environment()  # OCULUS_TOKEN_STORE, OCULUS_LAMBDA_CACHE
         if store is not None and client_id and client_secret:
+            from ._fleet import FleetCache
+
             self._fleet = FleetCache(
                 store,
                 token_url=self.base_url + "/oauth/token",
