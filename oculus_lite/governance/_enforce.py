@@ -23,7 +23,7 @@ that was not checked never reaches the tool.
 import functools
 import inspect
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, NoReturn, Optional, Tuple, TypeVar, cast
 
 from ..exceptions import ConfigurationError, PolicyViolationError
 from ._current import current_intent, current_task_id
@@ -234,142 +234,89 @@ class _Core:
         )
 
     def sync_wrapper(self) -> Callable[..., object]:
-        fn = self.fn
-        governed = self.governed
-        capability = self.capability
-        core = self
-        perf_counter = time.perf_counter
+        fn, governed, core = self.fn, self.governed, self
 
         def enforced(*args: object, **kwargs: object) -> object:
-            state = governed._governance_state()
-            task = current_task_id() or state.task_id or governed.task_id
-            denial = None if capability in state.unconstrained else core.decide(state, task, args, kwargs)
-            emitter = governed._governance_audit
-            if emitter is None:  # nothing to audit: decide and call
-                if denial is not None:
-                    raise violation(state, capability, denial)
-                result = fn(*args, **kwargs)
-                if state.policy.counts_results:
-                    denial = state.policy.check_results(result_count_of(result))
-                    if denial is not None:
-                        raise violation(state, capability, denial)
-                return result
-            started = emitter.clock.time()
-            arguments = core.arguments(args, kwargs)  # before the call: the tool may change them
-            if denial is not None:
-                core.record(
-                    emitter, state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments
-                )
-                raise violation(state, capability, denial)
-            begun = perf_counter()
+            call = _Call(core, governed._governance_state(), args, kwargs)  # raises when denied
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                duration = (perf_counter() - begun) * 1000.0
-                core.record(
-                    emitter, state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
-                    type(exc).__name__,
-                )  # fmt: skip
+                call.failed(exc)
                 raise
-            duration = (perf_counter() - begun) * 1000.0
-            if state.policy.counts_results:
-                denial = state.policy.check_results(result_count_of(result))
-                if denial is not None:
-                    core.record(
-                        emitter,
-                        state,
-                        task,
-                        started,
-                        DECISION_DENY,
-                        denial[0],
-                        OUTCOME_DENIED,
-                        arguments,
-                        duration,
-                    )
-                    raise violation(state, capability, denial)
-            core.record(
-                emitter,
-                state,
-                task,
-                started,
-                DECISION_ALLOW,
-                REASON_ALLOWED,
-                OUTCOME_SUCCESS,
-                arguments,
-                duration,
-            )
-            return result
+            return call.finished(result)
 
         return enforced
 
     def async_wrapper(self) -> Callable[..., object]:
-        fn = self.fn
-        governed = self.governed
-        capability = self.capability
-        core = self
-        perf_counter = time.perf_counter
+        fn, governed, core = self.fn, self.governed, self
 
         async def enforced(*args: object, **kwargs: object) -> object:
-            state = await governed._agovernance_state()
-            task = current_task_id() or state.task_id or governed.task_id
-            denial = None if capability in state.unconstrained else core.decide(state, task, args, kwargs)
-            emitter = governed._governance_audit
-            if emitter is None:
-                if denial is not None:
-                    raise violation(state, capability, denial)
-                result = await fn(*args, **kwargs)  # type: ignore[misc]
-                if state.policy.counts_results:
-                    denial = state.policy.check_results(result_count_of(result))
-                    if denial is not None:
-                        raise violation(state, capability, denial)
-                return result
-            started = emitter.clock.time()
-            arguments = core.arguments(args, kwargs)
-            if denial is not None:
-                core.record(
-                    emitter, state, task, started, DECISION_DENY, denial[0], OUTCOME_DENIED, arguments
-                )
-                raise violation(state, capability, denial)
-            begun = perf_counter()
+            call = _Call(core, await governed._agovernance_state(), args, kwargs)
             try:
                 result = await fn(*args, **kwargs)  # type: ignore[misc]
             except BaseException as exc:  # CancelledError too: the call did not complete
-                duration = (perf_counter() - begun) * 1000.0
-                core.record(
-                    emitter, state, task, started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR, arguments, duration,
-                    type(exc).__name__,
-                )  # fmt: skip
+                call.failed(exc)
                 raise
-            duration = (perf_counter() - begun) * 1000.0
-            if state.policy.counts_results:
-                denial = state.policy.check_results(result_count_of(result))
-                if denial is not None:
-                    core.record(
-                        emitter,
-                        state,
-                        task,
-                        started,
-                        DECISION_DENY,
-                        denial[0],
-                        OUTCOME_DENIED,
-                        arguments,
-                        duration,
-                    )
-                    raise violation(state, capability, denial)
-            core.record(
-                emitter,
-                state,
-                task,
-                started,
-                DECISION_ALLOW,
-                REASON_ALLOWED,
-                OUTCOME_SUCCESS,
-                arguments,
-                duration,
-            )
-            return result
+            return call.finished(result)
 
         return enforced
+
+
+class _Call:
+    """One enforced call, decided when built (a denial is audited and raised), then closed by
+    ``failed`` or ``finished``: the sync and async wrappers share every rule through it."""
+
+    __slots__ = ("core", "state", "task", "emitter", "started", "arguments", "begun")
+
+    def __init__(
+        self, core: _Core, state: AgentState, args: Tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> None:
+        self.core = core
+        self.state = state
+        governed = core.governed
+        task = self.task = current_task_id() or state.task_id or governed.task_id
+        denial = None if core.capability in state.unconstrained else core.decide(state, task, args, kwargs)
+        emitter = self.emitter = governed._governance_audit
+        if emitter is not None:
+            self.started = emitter.clock.time()
+            self.arguments = core.arguments(args, kwargs)  # before the call: the tool may change them
+        if denial is not None:
+            self._deny(denial, None)
+        self.begun = time.perf_counter()
+
+    def failed(self, exc: BaseException) -> None:
+        emitter = self.emitter
+        if emitter is not None:
+            duration = (time.perf_counter() - self.begun) * 1000.0
+            self.core.record(
+                emitter, self.state, self.task, self.started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_ERROR,
+                self.arguments, duration, type(exc).__name__,
+            )  # fmt: skip
+
+    def finished(self, result: object) -> object:
+        """The tool's result, unless it holds more results than ``max_results`` allows."""
+        duration = (time.perf_counter() - self.begun) * 1000.0
+        state = self.state
+        if state.policy.counts_results:
+            denial = state.policy.check_results(result_count_of(result))
+            if denial is not None:
+                self._deny(denial, duration)
+        emitter = self.emitter
+        if emitter is not None:
+            self.core.record(
+                emitter, state, self.task, self.started, DECISION_ALLOW, REASON_ALLOWED, OUTCOME_SUCCESS,
+                self.arguments, duration,
+            )  # fmt: skip
+        return result
+
+    def _deny(self, denial: Denial, duration: Optional[float]) -> "NoReturn":
+        emitter = self.emitter
+        if emitter is not None:
+            self.core.record(
+                emitter, self.state, self.task, self.started, DECISION_DENY, denial[0], OUTCOME_DENIED,
+                self.arguments, duration,
+            )  # fmt: skip
+        raise violation(self.state, self.core.capability, denial)
 
 
 def _check_capability(capability: object) -> str:

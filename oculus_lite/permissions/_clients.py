@@ -1,12 +1,13 @@
-"""The two permission clients: thin shells that run ``PermissionCore``'s plans, one with the
-blocking driver and one with the asyncio driver. Same arguments, same method names."""
+"""The two permission clients: each public method is ``PermissionCore``'s plan of the same name
+run by the blocking driver (``PermissionClient``) or the asyncio driver
+(``AsyncPermissionClient``); see ``_engine._shells``. Same arguments, same method names."""
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, Generator, Mapping, Optional, Set, TypeVar, overload
+from typing import Any, Awaitable, Callable, Dict, Generator, Set, TypeVar, overload
 
-from .._engine._plan import Plan, arun, run
-from ._models import OnPending, Permission, PermissionStatus, TokenUsage, TokenVerification, check_id
-from ._plans import PermissionCore, _check_wait
+from .._engine._plan import arun, run
+from .._engine._shells import blocking, coroutine
+from ._plans import PermissionCore
 
 __all__ = ["AsyncPermissionClient", "PermissionClient"]
 
@@ -30,58 +31,15 @@ class PermissionClient(PermissionCore):
     Waits sleep on an Event: ``close()`` (from another thread) and Ctrl-C interrupt them.
     """
 
-    def request_permission(
-        self,
-        action: str,
-        scope: Optional[Mapping[str, Any]] = None,
-        *,
-        resource: Optional[str] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        ttl: int = 300,
-        wait_for_approval: bool = False,
-        timeout: float = 60.0,
-        poll_interval: float = 2.0,
-        on_pending: Optional[OnPending] = None,
-    ) -> Permission:
-        """Ask for permission to do ``action``; optionally wait for the human's decision.
-
-        Returns the permission (approved with its token, pending, denied or expired with
-        ``reason``). Raises ValidationError for bad arguments (before sending),
-        ApprovalTimeoutError when waiting ran out of ``timeout``.
-        """
-        plan = self._request_plan(
-            action, scope, resource, context, ttl, wait_for_approval, timeout, poll_interval, on_pending
-        )
-        return run(plan, self._transport, self._sleep)
-
-    def get_permission(self, permission_id: str) -> Permission:
-        """The permission's current state (with token and final scope while approved and unused)."""
-        return run(self._get_plan(check_id(permission_id), None), self._transport, self._sleep)
-
-    def wait_for_permission(
-        self, permission_id: str, timeout: float = 60.0, *, poll_interval: float = 2.0
-    ) -> Permission:
-        """Poll until approved, denied or expired; ApprovalTimeoutError after ``timeout`` s."""
-        return run(_wait(self, permission_id, timeout, poll_interval), self._transport, self._sleep)
-
-    def verify_token(self, permission_id: str, token: str) -> TokenVerification:
-        """Check a token without consuming a use."""
-        return run(self._verify_plan(permission_id, token), self._transport, self._sleep)
-
-    def use_token(
-        self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]] = None
-    ) -> TokenUsage:
-        """Consume one use of the token; ``success`` is False when the service refused it."""
-        return run(self._use_plan(permission_id, token, action_details), self._transport, self._sleep)
+    request_permission = blocking(PermissionCore._request_permission)
+    get_permission = blocking(PermissionCore._get_permission)
+    wait_for_permission = blocking(PermissionCore._wait_for_permission)
+    verify_token = blocking(PermissionCore._verify_token)
+    use_token = blocking(PermissionCore._use_token)
 
     def execute_with_permission(self, operation: Callable[[str, Dict[str, Any]], _T], **request: Any) -> _T:
-        """Request (and wait for) permission, run ``operation(token, scope)``, then mark the
-        token used even if the operation raised (its error is re-raised).
-
-        Raises ForbiddenError when the request is denied or expires, ApprovalTimeoutError
-        when nobody decides in time.
-        """
-        return run(self._execute_plan(operation, request), self._transport, self._sleep)  # type: ignore[no-any-return]
+        """See ``PermissionCore._execute_with_permission``."""
+        return run(self._execute_with_permission(operation, **request), self._transport, self._sleep)
 
     def close(self) -> None:
         """Close the transport; idempotent. Later calls raise ClientClosedError."""
@@ -102,44 +60,11 @@ class AsyncPermissionClient(PermissionCore):
     """The asyncio twin of ``PermissionClient`` (also ``AsyncAgentOTPClient``): same
     arguments, same method names, awaited. Never blocks the event loop."""
 
-    async def request_permission(
-        self,
-        action: str,
-        scope: Optional[Mapping[str, Any]] = None,
-        *,
-        resource: Optional[str] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        ttl: int = 300,
-        wait_for_approval: bool = False,
-        timeout: float = 60.0,
-        poll_interval: float = 2.0,
-        on_pending: Optional[OnPending] = None,
-    ) -> Permission:
-        """See ``PermissionClient.request_permission``; ``on_pending`` may be a coroutine function."""
-        plan = self._request_plan(
-            action, scope, resource, context, ttl, wait_for_approval, timeout, poll_interval, on_pending
-        )
-        return await arun(plan, self._transport, self._clock.asleep)
-
-    async def get_permission(self, permission_id: str) -> Permission:
-        return await arun(self._get_plan(check_id(permission_id), None), self._transport, self._clock.asleep)
-
-    async def wait_for_permission(
-        self, permission_id: str, timeout: float = 60.0, *, poll_interval: float = 2.0
-    ) -> Permission:
-        return await arun(
-            _wait(self, permission_id, timeout, poll_interval), self._transport, self._clock.asleep
-        )
-
-    async def verify_token(self, permission_id: str, token: str) -> TokenVerification:
-        return await arun(self._verify_plan(permission_id, token), self._transport, self._clock.asleep)
-
-    async def use_token(
-        self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]] = None
-    ) -> TokenUsage:
-        return await arun(
-            self._use_plan(permission_id, token, action_details), self._transport, self._clock.asleep
-        )
+    request_permission = coroutine(PermissionCore._request_permission)
+    get_permission = coroutine(PermissionCore._get_permission)
+    wait_for_permission = coroutine(PermissionCore._wait_for_permission)
+    verify_token = coroutine(PermissionCore._verify_token)
+    use_token = coroutine(PermissionCore._use_token)
 
     @overload
     async def execute_with_permission(
@@ -154,8 +79,10 @@ class AsyncPermissionClient(PermissionCore):
     async def execute_with_permission(
         self, operation: Callable[[str, Dict[str, Any]], Any], **request: Any
     ) -> Any:
-        """See ``PermissionClient.execute_with_permission``; ``operation`` may be async."""
-        return await arun(self._execute_plan(operation, request), self._transport, self._clock.asleep)
+        """See ``PermissionCore._execute_with_permission``; ``operation`` may be async."""
+        return await arun(
+            self._execute_with_permission(operation, **request), self._transport, self._clock.asleep
+        )
 
     def close(self) -> "Awaitable[None]":
         """Close now (waits and later calls end with ClientClosedError) and return an awaitable:
@@ -185,14 +112,6 @@ class AsyncPermissionClient(PermissionCore):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _wait(
-    core: PermissionCore, permission_id: str, timeout: float, poll_interval: float
-) -> "Plan[Permission]":
-    pid = check_id(permission_id)
-    timeout, poll_interval = _check_wait(timeout, poll_interval)
-    return core._wait_plan(Permission(id=pid, status=PermissionStatus.PENDING), timeout, poll_interval)
 
 
 class _Done:

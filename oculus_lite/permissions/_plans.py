@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, TypeVar, Union
 from urllib.parse import quote
 
 from .._config import check_count, check_seconds, check_text, from_env, validate_base_url
@@ -47,6 +47,8 @@ from ._models import (
 )
 
 __all__ = ["DEFAULT_OTP_URL", "MAX_POLL_INTERVAL", "PermissionCore"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("oculus_lite.permissions")
 
@@ -311,18 +313,32 @@ class PermissionCore:
 
     # ------------------------------------------------------------------ operations
 
-    def _request_plan(
+    # Each public operation is written once here, as a plan with the public signature and
+    # docstring; ``_clients`` turns each into a blocking and an async method (``_engine._shells``).
+
+    def _request_permission(
         self,
         action: str,
-        scope: Optional[Mapping[str, Any]],
-        resource: Optional[str],
-        context: Optional[Mapping[str, Any]],
-        ttl: int,
-        wait_for_approval: bool,
-        timeout: float,
-        poll_interval: float,
-        on_pending: Optional[OnPending],
+        scope: Optional[Mapping[str, Any]] = None,
+        *,
+        resource: Optional[str] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        ttl: int = 300,
+        wait_for_approval: bool = False,
+        timeout: float = 60.0,
+        poll_interval: float = 2.0,
+        on_pending: Optional[OnPending] = None,
     ) -> Plan[Permission]:
+        """Ask for permission to do ``action``; optionally wait for the human's decision.
+
+        Returns the permission (approved with its token, pending, denied or expired with
+        ``reason``). ``on_pending`` is called once (awaited when it is a coroutine function,
+        for the async client) with the pending permission and its approval URL.
+
+        Raises:
+            ValidationError: bad arguments (nothing sent).
+            ApprovalTimeoutError: waiting ran out of ``timeout`` seconds.
+        """
         body = build_request_body(action, scope, resource, context, ttl)
         if wait_for_approval:
             timeout, poll_interval = _check_wait(timeout, poll_interval)
@@ -349,6 +365,19 @@ class PermissionCore:
             self._log.debug("permission %s: token received", pid)
         return permission
 
+    def _get_permission(self, permission_id: str) -> Plan[Permission]:
+        """The permission's current state (with token and final scope while approved and unused)."""
+        return (yield from self._get_plan(check_id(permission_id), None))
+
+    def _wait_for_permission(
+        self, permission_id: str, timeout: float = 60.0, *, poll_interval: float = 2.0
+    ) -> Plan[Permission]:
+        """Poll until approved, denied or expired; ``ApprovalTimeoutError`` after ``timeout`` s."""
+        pid = check_id(permission_id)
+        timeout, poll_interval = _check_wait(timeout, poll_interval)
+        pending = Permission(id=pid, status=PermissionStatus.PENDING)
+        return (yield from self._wait_plan(pending, timeout, poll_interval))
+
     def _wait_plan(self, base: Permission, timeout: float, poll_interval: float) -> Plan[Permission]:
         waiter = _Waiter(base.id, timeout, poll_interval, self._clock, self._log)
         self._log.debug("permission %s: waiting up to %g s for a decision", base.id, timeout)
@@ -368,16 +397,18 @@ class PermissionCore:
             yield Sleep(step)
             self._check_open()
 
-    def _verify_plan(self, permission_id: str, token: str) -> Plan[TokenVerification]:
+    def _verify_token(self, permission_id: str, token: str) -> Plan[TokenVerification]:
+        """Check a token without consuming a use."""
         pid, tok = check_id(permission_id), Secret(check_token(token))
         what = "token verification"
         body = Private(token=tok.reveal())
         data = yield from self._send_plan("POST", self._path(pid, "/verify"), body, what, (tok,))
         return parse_verification(data, what)
 
-    def _use_plan(
-        self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]]
+    def _use_token(
+        self, permission_id: str, token: str, action_details: Optional[Mapping[str, Any]] = None
     ) -> Plan[TokenUsage]:
+        """Consume one use of the token; ``success`` is False when the service refused it."""
         pid, tok = check_id(permission_id), Secret(check_token(token))
         payload = Private(token=tok.reveal())
         if action_details is not None:
@@ -388,24 +419,35 @@ class PermissionCore:
         self._log.debug("permission %s: use %s", pid, "accepted" if usage.success else "refused")
         return usage
 
-    def _execute_plan(self, operation: Callable[..., Any], request: Dict[str, Any]) -> Plan[Any]:
-        """Request and wait, run ``operation(token, scope)``, then mark the token used even when
-        the operation failed (that marking is shielded from the caller's cancellation)."""
+    def _execute_with_permission(
+        self, operation: Callable[[str, Dict[str, Any]], _T], **request: Any
+    ) -> Plan[_T]:
+        """Request (and wait for) permission, run ``operation(token, scope)``, then mark the
+        token used even if the operation raised (its error is re-raised; the marking is
+        shielded from the caller's cancellation). ``operation`` may be a coroutine function
+        for the async client.
+
+        Raises:
+            ForbiddenError: the request was denied or expired.
+            ApprovalTimeoutError: nobody decided in time.
+        """
         request.pop("wait_for_approval", None)
-        permission = yield from self._request_plan(**_request_arguments(request, wait_for_approval=True))
+        permission = yield from self._request_permission(
+            **_request_arguments(request, wait_for_approval=True)
+        )
         token, scope = _final_for_execute(permission)
         try:
             result = yield Call(operation, token, scope)
         except BaseException:
             try:
-                yield Shield(self._use_plan(permission.id, token, None))
+                yield Shield(self._use_token(permission.id, token, None))
             except Exception as exc:  # the operation's failure is the one to report
                 self._log.warning(
                     "permission %s: marking the token used failed: %s", permission.id, type(exc).__name__
                 )
             raise
-        yield from self._use_plan(permission.id, token, None)
-        return result
+        yield from self._use_token(permission.id, token, None)
+        return result  # type: ignore[no-any-return]
 
     def _requested(self, data: Dict[str, Any], body: Dict[str, Any], what: str) -> Permission:
         """The Permission a request created; fields the reply omits come from what we sent."""

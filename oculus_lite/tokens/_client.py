@@ -48,6 +48,7 @@ from .._engine._clock import SYSTEM_CLOCK, Clock
 from .._engine._flight import Abandoned, Flight, SingleFlight
 from .._engine._fork import after_fork_in_child
 from .._engine._plan import Join, Plan, Spawn, arun, run
+from .._engine._shells import blocking, coroutine
 from .._engine._worker import Worker
 from .._http._models import AsyncTransport, Transport
 from .._http._registry import resolve_transport
@@ -279,33 +280,39 @@ class Client:
             return entry.token
         return (await arun(self._entry_plan(scope, audience), self._transport, self._clock.asleep)).token
 
-    def get_token_info(self, scope: str, audience: Optional[str] = None) -> Token:
+    def _get_token_info(self, scope: str, audience: Optional[str] = None) -> Plan[Token]:
         """Like ``get_token`` but returns the ``Token`` with its expiry, scopes and claims."""
-        return self._token_from(run(self._entry_plan(scope, audience), self._transport, self._sleep))
+        return self._token_from((yield from self._entry_plan(scope, audience)))
 
-    async def aget_token_info(self, scope: str, audience: Optional[str] = None) -> Token:
-        entry = await arun(self._entry_plan(scope, audience), self._transport, self._clock.asleep)
-        return self._token_from(entry)
+    get_token_info = blocking(_get_token_info)
+    aget_token_info = coroutine(_get_token_info, "aget_token_info")
 
-    def invalidate_token(self, token: str) -> bool:
+    def _invalidate_token(self, token: str) -> Plan[bool]:
         """Forget ``token`` (say a downstream service answered 401 to it): the next call gets a
         new one. With a shared store the fleet refetches once, not once per process. True when
         this client held it."""
-        return run(self._invalidate_plan(token), self._transport, self._sleep)
+        with self._lock:
+            found = [entry for entry in self._cache.entries() if entry.token == token]
+            for entry in found:
+                self._cache.remove(entry.key)
+        if self._fleet is not None:
+            for entry in found:
+                yield from self._fleet.invalidate_plan(entry.key, token)
+        return bool(found)
 
-    async def ainvalidate_token(self, token: str) -> bool:
-        return await arun(self._invalidate_plan(token), self._transport, self._clock.asleep)
+    invalidate_token = blocking(_invalidate_token)
+    ainvalidate_token = coroutine(_invalidate_token, "ainvalidate_token")
 
     def store_stats(self) -> Dict[str, int]:
         """Counters of the shared store's use (hits, leases won, waits, local fetches, errors)."""
         return dict(self._fleet.stats) if self._fleet is not None else {}
 
-    def check_revocation(self) -> bool:
+    def _check_revocation(self) -> Plan[bool]:
         """Fetch the revocation list now; True when it changed. Cached revoked tokens are dropped."""
-        return run(self._revocation_list().refresh_plan(), self._transport, self._sleep)
+        return (yield from self._revocation_list().refresh_plan())
 
-    async def acheck_revocation(self) -> bool:
-        return await arun(self._revocation_list().refresh_plan(), self._transport, self._clock.asleep)
+    check_revocation = blocking(_check_revocation)
+    acheck_revocation = coroutine(_check_revocation, "acheck_revocation")
 
     def stop(self) -> None:
         """Stop background work, drop cached tokens, close the transport. Idempotent; returns
@@ -376,7 +383,7 @@ class Client:
 
     # ------------------------------------------------------------------ governance
 
-    def startup(self) -> None:
+    def _startup(self) -> Plan[None]:
         """Get and verify the agent token, load the capability map, the revocation list and the
         integration credentials, and start background sync and the audit emitter. Idempotent;
         a wrapped tool call or ``task()`` starts the client by itself.
@@ -384,11 +391,10 @@ class Client:
         Raises:
             OculusStartupError: with ``fail_closed=True``, the step that failed (``step``).
         """
-        run(self._runtime().startup_plan(self), self._transport, self._sleep)
+        yield from self._runtime().startup_plan(self)
 
-    async def astartup(self) -> None:
-        """``startup()`` for coroutines."""
-        await arun(self._runtime().startup_plan(self), self._transport, self._clock.asleep)
+    startup = blocking(_startup)
+    astartup = coroutine(_startup, "astartup")
 
     @property
     def credentials(self) -> "Credentials":
@@ -446,14 +452,14 @@ class Client:
 
         return TaskContext(self, task_id)
 
-    def delegate(
+    def _delegate(
         self,
         child_agent_id: str,
         capabilities: List[str],
         task_id: str,
         ttl_seconds: int,
         constraints: Optional[Dict[str, Any]] = None,
-    ) -> "DelegatedToken":
+    ) -> "Plan[DelegatedToken]":
         """A token for ``child_agent_id`` with a subset of this agent's capabilities, for
         ``task_id``, living ``ttl_seconds`` (within this agent's token), with ``constraints``
         no looser than this agent's. Checked here first, with the server's codes.
@@ -464,22 +470,12 @@ class Client:
         """
         from ..governance._delegation import delegate_plan
 
-        plan = delegate_plan(self, child_agent_id, capabilities, task_id, ttl_seconds, constraints)
-        return run(plan, self._transport, self._sleep)
+        return (
+            yield from delegate_plan(self, child_agent_id, capabilities, task_id, ttl_seconds, constraints)
+        )
 
-    async def adelegate(
-        self,
-        child_agent_id: str,
-        capabilities: List[str],
-        task_id: str,
-        ttl_seconds: int,
-        constraints: Optional[Dict[str, Any]] = None,
-    ) -> "DelegatedToken":
-        """``delegate`` for coroutines."""
-        from ..governance._delegation import delegate_plan
-
-        plan = delegate_plan(self, child_agent_id, capabilities, task_id, ttl_seconds, constraints)
-        return await arun(plan, self._transport, self._clock.asleep)
+    delegate = blocking(_delegate)
+    adelegate = coroutine(_delegate, "adelegate")
 
     @classmethod
     def from_delegation_token(
@@ -851,16 +847,6 @@ class Client:
         self._restart_worker = True
 
     _restart_worker = False
-
-    def _invalidate_plan(self, token: str) -> Plan[bool]:
-        with self._lock:
-            found = [entry for entry in self._cache.entries() if entry.token == token]
-            for entry in found:
-                self._cache.remove(entry.key)
-        if self._fleet is not None:
-            for entry in found:
-                yield from self._fleet.invalidate_plan(entry.key, token)
-        return bool(found)
 
     def _verifier(self) -> "JwksVerifier":
         """The issuer's JWKS verifier (shared tokens are checked with it before use)."""

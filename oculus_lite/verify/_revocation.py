@@ -17,7 +17,8 @@ from typing import Any, Callable, FrozenSet, Optional, Tuple
 
 from .._config import check_count, check_seconds
 from .._engine._clock import SYSTEM_CLOCK, Clock
-from .._engine._plan import Plan, arun, run
+from .._engine._plan import Plan, run
+from .._engine._shells import blocking, coroutine
 from .._engine._worker import Worker
 from .._http._models import Request, Response
 from .._http._send import RetryPolicy, parse_json, send_plan
@@ -91,16 +92,9 @@ class RevocationList:
 
     # ----------------------------------------------------------------- fetching
 
-    def refresh(self) -> bool:
-        """Fetch now; True when the set changed. Raises OculusError on failure (the list is kept)."""
-        return run(self.refresh_plan(), self._transport, self._sleep)
-
-    async def arefresh(self) -> bool:
-        """``refresh`` for coroutines (native async transports are awaited, others run in a thread)."""
-        return await arun(self.refresh_plan(), self._transport, self._clock.asleep)
-
     def refresh_plan(self) -> Plan[bool]:
-        """The one refresh flow: conditional GET, apply, or record the failure and raise."""
+        """Fetch now; True when the set changed. Raises OculusError on failure (the list is kept).
+        The one refresh flow: a conditional GET, then apply, or record the failure and raise."""
         ticket, request = self._begin()
         try:
             response = yield from send_plan(
@@ -114,6 +108,9 @@ class RevocationList:
         except OculusError as exc:
             self._failed(exc)
             raise
+
+    refresh = blocking(refresh_plan, "refresh")
+    arefresh = coroutine(refresh_plan, "arefresh")
 
     def _sleep(self, seconds: float) -> None:
         if self._clock.sleep(seconds, self._stopping):

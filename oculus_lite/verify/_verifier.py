@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
 from .._engine._clock import SYSTEM_CLOCK, Clock, SystemClock
 from .._engine._flight import Abandoned, SingleFlight
 from .._engine._plan import Join, Plan, arun, run
+from .._engine._shells import blocking, coroutine
 from .._http._send import send_plan
 from ..exceptions import (
     ClientClosedError,
@@ -212,16 +213,14 @@ class JwksVerifier:
         """Fetch the JWKS now (e.g. at startup, to fail fast on a wrong URL)."""
         run(self._keys_plan("manual"), self._transport, self._sleep)
 
-    def refresh_revocation(self) -> bool:
+    def _refresh_revocation(self) -> Plan[bool]:
         """Fetch the revocation list now; True when it changed (no-op False without revocation)."""
         if self._revocation is None:
             return False
-        return run(self._revocation.refresh_plan(), self._transport, self._sleep)
+        return (yield from self._revocation.refresh_plan())
 
-    async def arefresh_revocation(self) -> bool:
-        if self._revocation is None:
-            return False
-        return await arun(self._revocation.refresh_plan(), self._transport, self._clock.asleep)
+    refresh_revocation = blocking(_refresh_revocation)
+    arefresh_revocation = coroutine(_refresh_revocation, "arefresh_revocation")
 
     def close(self) -> None:
         """Stop the revocation poller and close a transport this verifier created; idempotent."""
