@@ -9,7 +9,6 @@ inside the block, and asyncio tasks created inside it, see it; threads need ``ct
 import functools
 import time
 from contextvars import Token
-from types import TracebackType
 from typing import Callable, List, Optional, Type, TypeVar
 
 from ..exceptions import ConfigurationError, CredentialError, TokenExpiredError, TokenRevokedException
@@ -61,24 +60,14 @@ class TaskContext:
         self._tokens.append(task_var.set(self._task_id))
         return self
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         task_var.reset(self._tokens.pop())
 
     async def __aenter__(self) -> "TaskContext":
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
 
     def bind(self, fn: Callable[..., R]) -> Callable[..., R]:
         """``fn`` made to run inside this task wherever it is called, e.g.
@@ -165,23 +154,13 @@ class CapabilityBlock:
     def __enter__(self) -> IntegrationCredentials:
         return self._open(self._context._client._governance_state())
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], *rest: object) -> None:
         self._close(exc_type)
 
     async def __aenter__(self) -> IntegrationCredentials:
         return self._open(await self._context._client._agovernance_state())
 
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], *rest: object) -> None:
         self._close(exc_type)
 
     def _open(self, state: AgentState) -> IntegrationCredentials:

@@ -48,22 +48,8 @@ def _zoneinfo() -> Optional[ModuleType]:
     return _zoneinfo_module[0]
 
 
-__all__ = [
+__all__ = [  # and the REASON_* constants, listed in REASONS
     "REASONS",
-    "REASON_ALLOWED",
-    "REASON_AMOUNT_EXCEEDED",
-    "REASON_DENY_ALWAYS",
-    "REASON_INVALID_AMOUNT",
-    "REASON_INVALID_CONTEXT",
-    "REASON_INVALID_RESULT_COUNT",
-    "REASON_MALFORMED_CONSTRAINT",
-    "REASON_MAX_RESULTS_EXCEEDED",
-    "REASON_NOT_IN_SCOPE",
-    "REASON_TASK_CONTEXT_REQUIRED",
-    "REASON_TIMEZONE_UNAVAILABLE",
-    "REASON_TIME_WINDOW",
-    "REASON_UNKNOWN_CONSTRAINT",
-    "REASON_UNKNOWN_TIMEZONE",
     "CapabilityEvaluator",
     "Denial",
     "EvalResult",
