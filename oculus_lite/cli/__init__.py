@@ -52,9 +52,16 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the emulator in the foreground")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
-    serve.add_argument("--config", metavar="FILE", help="JSON file describing agents and policies")
     serve.add_argument(
-        "--admin-token", metavar="T", help="require 'Authorization: Bearer T' on admin and /decide routes"
+        "--config",
+        metavar="FILE",
+        help="JSON file: agents (scopes, policies, constraints), capability_maps, credentials, otp "
+        "(docs/emulator.md)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        metavar="T",
+        help="require 'Authorization: Bearer T' on admin and /decide routes; also the approval page's sign-in",
     )
     serve.set_defaults(func=_cmd_serve)
 

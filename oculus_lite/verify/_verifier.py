@@ -14,6 +14,7 @@ from .._engine._clock import SYSTEM_CLOCK, Clock, SystemClock
 from .._engine._flight import Abandoned, SingleFlight
 from .._engine._plan import Join, Plan, arun, run
 from .._engine._shells import blocking, coroutine
+from .._http._models import AsyncTransport, Transport
 from .._http._send import send_plan
 from ..exceptions import (
     ClientClosedError,
@@ -80,7 +81,7 @@ class JwksVerifier:
         leeway: float = 30.0,
         check_revocation: bool = True,
         memo: bool = True,
-        transport: Any = None,
+        transport: Union[Transport, AsyncTransport, str, None] = None,
         algorithms: Sequence[str] = SUPPORTED_ALGORITHMS,
         revocation_url: Optional[str] = None,
         revocation_interval: Optional[float] = 15.0,
