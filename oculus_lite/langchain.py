@@ -127,8 +127,10 @@ class _ReasoningLedger:
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     _log.warning(
-                        "OculusCallbackHandler: %d runs were never finished; their reasoning was dropped",
+                        "OculusCallbackHandler: forgot the reasoning of %d runs or tool calls it never "
+                        "saw end (keeps %d of each)",
                         self.dropped,
+                        _LIMIT,
                     )
 
     def _drop(self, table: "OrderedDict[Any, Any]", key: object) -> Any:
@@ -277,7 +279,7 @@ class OculusLangChain(Client):
         handler = self._oculus_handler
         if handler is None:
             cls = _callback_handler_class()
-            with self._lock:
+            with _handler_class_lock:
                 if self._oculus_handler is None:
                     self._oculus_handler = cls()
                 handler = self._oculus_handler
@@ -312,7 +314,11 @@ class OculusLangChain(Client):
         for item in tool_functions:
             if any(item is ok for ok in allowed):
                 if not isinstance(item, tools.BaseTool):
-                    item = tools.StructuredTool.from_function(item, callbacks=attached)
+                    name = getattr(item, "__name__", None) or type(item).__name__
+                    description = inspect.getdoc(item) or "Tool {}".format(name)
+                    item = tools.StructuredTool.from_function(
+                        item, name=name, description=description, callbacks=attached
+                    )
                 wrapped.append(item)
             elif isinstance(item, tools.StructuredTool):
                 wrapped.append(self._wrap_structured(tools, item, attached))

@@ -47,7 +47,7 @@ _UNSUPPORTED_CALL = "unsupported_tool_call"
 _MAX_NAME = 64  # of a model-supplied name echoed back to the model
 
 _Registration = Tuple[str, Optional[str], Optional[str]]  # capability, amount, result_count
-_Enforced = Tuple[Callable[..., Any], Callable[..., Any]]  # (registry function, enforced twin)
+_Enforced = Tuple[Callable[..., Any], _Registration, Callable[..., Any]]  # (registry fn, as, enforced)
 
 
 class OculusOpenAI(Client):
@@ -89,9 +89,8 @@ class OculusOpenAI(Client):
                 "register_function: name must be a non-empty string, got {!r}".format(name)
             )
         _check_capability(capability)
-        registrations, enforced = self._oculus_tables()
+        registrations, _ = self._oculus_tables()
         registrations[name] = (capability, amount, result_count)
-        enforced.pop(name, None)
 
     def set_last_assistant_message(self, message: object, llm_model: Optional[str] = None) -> None:
         """The assistant's text before its tool calls: the ``agent_reasoning`` of the audit
@@ -142,9 +141,9 @@ class OculusOpenAI(Client):
         """Run every tool call; one ``{"tool_call_id", "role": "tool", "content"}`` message per
         call, in order, ready to append to ``messages``. A call that fails or is refused gets an
         ``Error: ...`` content that is safe to send to the model; the others still run."""
+        calls = [(_call_id(tool_call), tool_call) for tool_call in tool_calls]  # all ids before any runs
         results = []
-        for tool_call in tool_calls:
-            call_id = _call_id(tool_call)
+        for call_id, tool_call in calls:
             try:
                 content = self.execute_tool_call(tool_call, registry)
             except Exception as exc:
@@ -156,9 +155,9 @@ class OculusOpenAI(Client):
         self, tool_calls: Iterable[object], registry: Mapping[str, Callable[..., Any]]
     ) -> List[Dict[str, str]]:
         """``execute_tool_calls`` for coroutines (the calls run one after another, in order)."""
+        calls = [(_call_id(tool_call), tool_call) for tool_call in tool_calls]
         results = []
-        for tool_call in tool_calls:
-            call_id = _call_id(tool_call)
+        for call_id, tool_call in calls:
             try:
                 content = await self.aexecute_tool_call(tool_call, registry)
             except Exception as exc:
@@ -204,13 +203,13 @@ class OculusOpenAI(Client):
                 code=_UNKNOWN_FUNCTION,
             )
         built = enforced.get(name)
-        if built is not None and built[0] is fn:
-            return built[1]
+        if built is not None and built[0] is fn and built[1] == registration:
+            return built[2]
         capability, amount, result_count = registration
         wrapped = enforce_for(
             self, capability, fn, _FRAMEWORK, amount=amount, result_count=result_count, name=name
         )
-        enforced[name] = (fn, wrapped)
+        enforced[name] = (fn, registration, wrapped)
         return wrapped
 
     def _error_text(self, tool_call: object, exc: Exception) -> str:

@@ -1,5 +1,5 @@
 """Fixtures for the framework adapters: a governed agent on a real emulator (scopes, a 5,000-cent
-amount cap, a capability map with a deny_always, a Stripe credential), adapter clients that are
+amount cap, a 3-result cap, a capability map with a deny_always, a Stripe credential), adapter clients that are
 always stopped, the audit events the emulator received, and the rule for a missing framework.
 
 Each framework is a test-only dependency installed by its tox env (``adapters-langchain``,
@@ -25,6 +25,7 @@ PAYOUT = "stripe.payouts.create"  # granted by the token's scope, denied by the 
 DELETE = "github.repos.delete"  # never granted
 STRIPE_KEY = "sk_live_ADAPTERKEY0123456789"
 CAP_CENTS = 5000
+MAX_RESULTS = 3
 MAP = {
     "stripe": {
         "capabilities": {CHARGE: {"risk": "high"}, READ: {"risk": "low"}, PAYOUT: {"risk": "high"}},
@@ -53,7 +54,7 @@ def governed(emulator: Emulator) -> Emulator:
         AGENT,
         SECRET,
         scopes=["stripe.*"],
-        constraints={"max_amount_cents": CAP_CENTS},
+        constraints={"max_amount_cents": CAP_CENTS, "max_results": MAX_RESULTS},
         policy_id="pol-adapters",
     )
     emulator.set_capability_map(MAP)

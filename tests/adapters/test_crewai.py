@@ -16,7 +16,7 @@ import pytest
 
 from oculus_lite.exceptions import ConfigurationError, PolicyViolationError
 
-from .conftest import AGENT, CAP_CENTS, CHARGE, DELETE, READ, audited, framework
+from .conftest import AGENT, CAP_CENTS, CHARGE, DELETE, MAX_RESULTS, READ, audited, framework
 
 for _name in ("CREWAI_DISABLE_TELEMETRY", "OTEL_SDK_DISABLED"):
     os.environ.setdefault(_name, "true")
@@ -175,6 +175,21 @@ def test_wrap_tool_with_a_capability_and_a_declared_amount(client, governed):
     ]
 
 
+def test_the_result_cap_on_a_declared_argument(client, governed):
+    class Search(BaseTool):
+        name: str = "search"
+        description: str = "Search customers."
+
+        def _run(self, query: str, limit: int) -> List[str]:
+            return ["r"] * limit
+
+    search = client.wrap_tool(Search(), READ, result_count="limit")
+    with pytest.raises(PolicyViolationError, match="max_results_exceeded"):
+        search.run(query="q", limit=MAX_RESULTS + 1)
+    assert search.run(query="q", limit=MAX_RESULTS) == ["r"] * MAX_RESULTS
+    assert [e["decision"] for e in audited(client, governed, 2)] == ["deny", "allow"]
+
+
 def test_a_run_method_enforced_in_the_class_body(client, governed):
     class Lookup(BaseTool):
         name: str = "lookup"
@@ -249,7 +264,8 @@ def test_a_crew_kickoff_runs_enforced_tools_and_the_agent_sees_the_denial(client
         ],
     )
     crew = client.wrap_crew(crew_of([charge, refund], [charge, refund], llm)[0])
-    result = crew.kickoff()
+    with client.task("billing-7"):
+        result = crew.kickoff()
     assert "bob's refund refused" in str(result)
     assert client._governance_audit.flush(timeout=30)
     events = governed.audit_events()
@@ -263,5 +279,6 @@ def test_a_crew_kickoff_runs_enforced_tools_and_the_agent_sees_the_denial(client
     assert {(e["tool_name"], e["decision"], e["reason"], e["framework"]) for e in refused} == {
         ("refund", "deny", "amount_limit_exceeded", "crewai")
     }
+    assert {e["task_id"] for e in events} == {"billing-7"}
     seen = str(llm.prompts[2:])
     assert "denied: amount_limit_exceeded" in seen

@@ -13,7 +13,19 @@ import pytest
 
 from oculus_lite.exceptions import ConfigurationError
 
-from .conftest import AGENT, CAP_CENTS, CHARGE, DELETE, PAYOUT, READ, SECRET, STRIPE_KEY, audited, framework
+from .conftest import (
+    AGENT,
+    CAP_CENTS,
+    CHARGE,
+    DELETE,
+    MAX_RESULTS,
+    PAYOUT,
+    READ,
+    SECRET,
+    STRIPE_KEY,
+    audited,
+    framework,
+)
 
 framework("langchain", "langchain_core", "langchain-core")
 
@@ -175,6 +187,19 @@ def test_a_cap_on_a_declared_argument(client, governed):
     (tool,) = client.wrap_tools([pay])
     assert tool.invoke({"order": "o-1", "total": CAP_CENTS + 1}) == DENIED
     assert tool.invoke({"order": "o-2", "total": 1}) == "paid o-2"
+    assert [e["decision"] for e in audited(client, governed, 2)] == ["deny", "allow"]
+
+
+def test_the_result_cap(client, governed):
+    @client.tool(READ)
+    def search(query: str, result_count: int) -> List[str]:
+        """Search customers."""
+        return ["r"] * result_count
+
+    (tool,) = client.wrap_tools([search])
+    refused = "Error: capability 'stripe.customers.read' denied \u2014 max_results_exceeded"
+    assert tool.invoke({"query": "q", "result_count": MAX_RESULTS + 1}) == refused
+    assert tool.invoke({"query": "q", "result_count": MAX_RESULTS}) == ["r"] * MAX_RESULTS
     assert [e["decision"] for e in audited(client, governed, 2)] == ["deny", "allow"]
 
 
@@ -389,3 +414,18 @@ def test_the_handler_forgets_runs_it_never_saw_end_and_counts_them(client, monke
     for run in runs:
         run.on_agent_action(AgentAction("charge", {}, "Thought: t\nAction: charge"))
     assert handler.dropped == 1 and len(handler._runs) == 2
+
+
+def test_the_task_context_reaches_sync_async_and_executor_calls(client, governed):
+    charge, acharge = charge_tools(client)
+    args = {"customer": "c", "amount_cents": 1}
+
+    async def both():
+        await charge.ainvoke(args)  # a sync tool in the loop's executor
+        await acharge.ainvoke(args)
+
+    with client.task("refund-42"):
+        charge.invoke(args)
+        asyncio.run(both())
+    charge.invoke(args)
+    assert [e["task_id"] for e in audited(client, governed, 4)] == ["refund-42"] * 3 + [None]

@@ -13,7 +13,18 @@ import pytest
 
 from oculus_lite.exceptions import ConfigurationError, PolicyViolationError, ValidationError
 
-from .conftest import AGENT, CAP_CENTS, CHARGE, DELETE, READ, SECRET, STRIPE_KEY, audited, framework
+from .conftest import (
+    AGENT,
+    CAP_CENTS,
+    CHARGE,
+    DELETE,
+    MAX_RESULTS,
+    READ,
+    SECRET,
+    STRIPE_KEY,
+    audited,
+    framework,
+)
 
 openai = framework("openai", "openai", "openai")
 
@@ -358,3 +369,44 @@ def test_the_openai_client_is_made_once(client, monkeypatch):
         thread.join(30)
     assert len(made) == 4 and all(m is made[0] for m in made)
     assert isinstance(made[0], openai.OpenAI) and client.openai is made[0]
+
+
+def test_a_call_without_id_is_refused_before_any_call_runs(client, tools):
+    calls = [tool_call("lookup", '{"customer": "a"}'), {"type": "function", "function": {"name": "lookup"}}]
+    with pytest.raises(ValidationError, match="no id"):
+        client.execute_tool_calls(calls, tools.registry())
+    assert tools.ran == []
+
+
+def test_registering_again_changes_the_capability_checked(client, governed, tools):
+    registry = tools.registry()
+    assert client.execute_tool_call(tool_call("lookup", '{"customer": "a"}'), registry) == "found a"
+    client.register_function("lookup", DELETE)
+    with pytest.raises(PolicyViolationError, match="github.repos.delete"):
+        client.execute_tool_call(tool_call("lookup", '{"customer": "b"}'), registry)
+    assert [(e["capability"], e["decision"]) for e in audited(client, governed, 2)] == [
+        (READ, "allow"),
+        (DELETE, "deny"),
+    ]
+
+
+def test_the_result_cap_on_a_declared_argument_and_on_what_comes_back(client, governed):
+    ran = []
+
+    def search(query: str, limit: int) -> List[str]:
+        ran.append(limit)
+        return ["r"] * 5  # more than the cap, whatever was asked
+
+    client.register_function("search", READ, result_count="limit")
+    registry = {"search": search}
+    results = client.execute_tool_calls(
+        [
+            tool_call("search", json.dumps({"query": "q", "limit": MAX_RESULTS + 1}), "c1"),
+            tool_call("search", json.dumps({"query": "q", "limit": 1}), "c2"),
+        ],
+        registry,
+    )
+    denied = "Error: capability 'stripe.customers.read' denied \u2014 max_results_exceeded"
+    assert [r["content"] for r in results] == [denied, denied]
+    assert ran == [1]  # the first was refused before running, the second after (5 came back)
+    assert [e["reason"] for e in audited(client, governed, 2)] == ["max_results_exceeded"] * 2
