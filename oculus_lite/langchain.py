@@ -321,7 +321,17 @@ class OculusLangChain(Client):
                     )
                 wrapped.append(item)
             elif isinstance(item, tools.StructuredTool):
-                wrapped.append(self._wrap_structured(tools, item, attached))
+                made_by = _made_by(item)
+                if made_by is self:
+                    wrapped.append(item)  # wrapped here already: as it is, never twice
+                elif made_by is not None:
+                    raise ConfigurationError(
+                        "wrap_tools: tool {!r} is enforced by another client; wrap its function".format(
+                            item.name
+                        )
+                    )
+                else:
+                    wrapped.append(self._wrap_structured(tools, item, attached))
             elif isinstance(item, tools.BaseTool):
                 raise ConfigurationError(
                     "wrap_tools: {!r} is a {} whose function cannot be reached; pass the function "
@@ -445,6 +455,12 @@ class _Call:
                 getattr(self.enforced, "__name__", "this tool")
             )
         )
+
+
+def _made_by(tool: Any) -> Optional[Client]:
+    """The client whose ``wrap_tools`` made this StructuredTool, if one did."""
+    call = getattr(tool.func or tool.coroutine, "__self__", None)
+    return call.client if isinstance(call, _Call) else None
 
 
 def _parameters(fn: Callable[..., Any]) -> Any:

@@ -31,6 +31,7 @@ framework("langchain", "langchain_core", "langchain-core")
 
 from langchain_core.agents import AgentAction, AgentFinish  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 from langchain_core.callbacks import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+    AsyncCallbackManager,
     BaseCallbackHandler,
     CallbackManager,
 )
@@ -277,6 +278,7 @@ def test_wrapping_twice_checks_and_audits_each_call_once(client, governed):
 
     first = client.wrap_tools([find])[0]
     again = client.wrap_tools([find])[0]
+    assert client.wrap_tools([first]) == [first]  # a tool it made comes back as it is
     assert first.invoke({"customer": "a"}) == "a" and again.invoke({"customer": "b"}) == "b"
     assert [e["tool_args_summary"] for e in audited(client, governed, 2)] == [
         {"customer": "a"},
@@ -351,6 +353,46 @@ def test_reasoning_is_kept_per_run_across_threads(client, governed):
     for event in events:
         customer = event["tool_args_summary"]["customer"]
         assert event["intent_context"]["agent_reasoning"] == "charge {} now".format(customer)
+
+
+def test_reasoning_is_kept_per_run_across_asyncio_tasks(client, governed):
+    _, acharge = charge_tools(client)
+
+    async def step(customer, both_acted):
+        run = await AsyncCallbackManager.configure(
+            inheritable_callbacks=[client.callback_handler]
+        ).on_chain_start({"name": "AgentExecutor"}, {"input": customer})
+        args = {"customer": customer, "amount_cents": 1}
+        await run.on_agent_action(
+            AgentAction("acharge", args, "Thought: pay {}\nAction: acharge".format(customer))
+        )
+        await both_acted.wait()
+        result = await acharge.ainvoke(args, config={"callbacks": run.get_child()})
+        await run.on_chain_end({"output": result})
+        return result
+
+    async def main():
+        both_acted = _Barrier(2)
+        return await asyncio.gather(step("alice", both_acted), step("bob", both_acted))
+
+    assert asyncio.run(main()) == ["acharged alice 1", "acharged bob 1"]
+    for event in audited(client, governed, 2):
+        assert event["intent_context"]["agent_reasoning"] == "pay " + event["tool_args_summary"]["customer"]
+
+
+class _Barrier:
+    """asyncio.Barrier for Python < 3.11: the n-th waiter releases everyone."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self.released = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.parties:
+            self.released.set()
+        await self.released.wait()
 
 
 def test_reasoning_does_not_outlive_its_run(client, governed):
