@@ -19,7 +19,7 @@ Only the standard library is imported here; ``crewai`` is imported when a tool i
 (``pip install crewai``).
 """
 
-from typing import Any, Callable, Iterable, List, Optional, TypeVar
+from typing import Any, Iterable, List, Optional, TypeVar
 
 from .exceptions import ConfigurationError
 from .governance._adapters import capability_of, enforce_for, require
@@ -84,25 +84,17 @@ class OculusCrew(Client):
             tools = getattr(holder, "tools", None)
             if not tools:
                 continue
-            for index, tool in enumerate(list(tools)):
+            for tool in tools:
                 if any(tool is ok for ok in allowed):
                     continue
-                if isinstance(tool, base_tool):
-                    self._enforce_tool(tool, None, None, None)
-                elif callable(tool):
-                    tools[index] = self._function_tool(tool)
-                else:
+                if not isinstance(tool, base_tool):
                     raise ConfigurationError(
-                        "wrap_crew: {!r} is neither a crewai BaseTool nor a function".format(tool)
+                        "wrap_crew: {!r} is not a crewai BaseTool; make it one with crewai's @tool".format(
+                            tool
+                        )
                     )
+                self._enforce_tool(tool, None, None, None)
         return crew
-
-    def _function_tool(self, fn: Callable[..., Any]) -> Any:
-        """A plain function found among a crew's tools, as the CrewAI tool it should have been."""
-        if capability_of(fn) is None:
-            raise ConfigurationError(_no_capability(getattr(fn, "__name__", repr(fn))))
-        tool = require("crewai.tools", "crewai", "oculus_lite.crewai").tool
-        return tool(enforce_for(self, None, fn, _FRAMEWORK))
 
     def _enforce_tool(
         self, tool: Any, capability: Optional[str], amount: Optional[str], result_count: Optional[str]
