@@ -18,7 +18,7 @@ import types
 from typing import TYPE_CHECKING, Callable, List, Optional, TypeVar
 
 from ..exceptions import ConfigurationError, PolicyViolationError
-from ._enforce import _MARK, _Core, _is_async, enforce, is_enforced
+from ._enforce import _MARK, _is_async, core_of, enforce, is_enforced
 from ._redact import Redactor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,20 +43,6 @@ def capability_of(obj: object) -> Optional[str]:
     """The capability a tool was tagged with (``@client.tool`` or ``_oculus_capability``), if any."""
     capability = getattr(obj, "_oculus_capability", None)
     return capability if isinstance(capability, str) and capability else None
-
-
-def _core_of(fn: object) -> Optional[_Core]:
-    """The ``_Core`` behind an enforcing wrapper (a closure variable of ``_enforce``'s wrappers)."""
-    function = getattr(fn, "__func__", fn)
-    code = getattr(function, "__code__", None)
-    cells = getattr(function, "__closure__", None) or ()
-    if code is None:
-        return None
-    for name, cell in zip(code.co_freevars, cells):
-        if name == "core":
-            core = cell.cell_contents
-            return core if isinstance(core, _Core) else None
-    return None
 
 
 def enforce_for(
@@ -94,11 +80,11 @@ def enforce_for(
         wrapped = enforce(
             client, capability, fn, amount=amount, result_count=result_count, framework=framework
         )
-        core = _core_of(wrapped)
+        core = core_of(wrapped)
         if name is not None and core is not None:
             core.tool_name = name
         return wrapped
-    owner, enforced_as = getattr(fn, _MARK)
+    owner, enforced_as, _ = getattr(fn, _MARK)
     shown = getattr(fn, "__name__", "this tool")
     if owner is not client:
         raise ConfigurationError("{} is enforced by another client; wrap the original function".format(shown))
@@ -108,7 +94,7 @@ def enforce_for(
                 shown, enforced_as, capability
             )
         )
-    core = _core_of(fn)
+    core = core_of(fn)
     if core is None or core.framework == framework:
         return fn  # already enforced for this framework: as it was first wrapped
     if amount is not None or result_count is not None:

@@ -35,7 +35,7 @@ from ._state import AgentState, Governed
 if TYPE_CHECKING:  # pragma: no cover
     from ._audit import AuditEmitter
 
-__all__ = ["decide", "enforce", "is_enforced", "result_count_of"]
+__all__ = ["core_of", "decide", "enforce", "is_enforced", "result_count_of"]
 
 F = TypeVar("F", bound=Callable[..., object])
 _MARK = "__oculus_enforced__"
@@ -84,6 +84,13 @@ def result_count_of(result: object) -> Optional[int]:
 def is_enforced(fn: object) -> bool:
     """Whether ``fn`` is already an enforcing wrapper."""
     return getattr(fn, _MARK, None) is not None
+
+
+def core_of(fn: object) -> "Optional[_Core]":
+    """The rules an enforcing wrapper applies (its capability, declared arguments, framework
+    tag), for adapters that re-tag a tool; None for anything else."""
+    mark = getattr(getattr(fn, "__func__", fn), _MARK, None)
+    return mark[2] if mark is not None else None
 
 
 def task_of(governed: Governed, state: AgentState) -> Optional[str]:
@@ -387,6 +394,6 @@ def enforce(
     functools.update_wrapper(wrapper, fn, updated=updated)
     if core.signature is not None:
         wrapper.__signature__ = core.signature  # type: ignore[attr-defined]
-    setattr(wrapper, _MARK, (governed, capability))
+    setattr(wrapper, _MARK, (governed, capability, core))
     wrapper._oculus_capability = capability  # type: ignore[attr-defined]  # read by official-style code
     return cast(F, wrapper)
