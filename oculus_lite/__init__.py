@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~10 ms in a fresh venv, and type
 # checkers treat any name TYPE_CHECKING as true.
