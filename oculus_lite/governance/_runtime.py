@@ -28,6 +28,8 @@ from .._secret import Secret
 from ..exceptions import (
     AuthenticationError,
     ClientClosedError,
+    InvalidResponseError,
+    InvalidTokenError,
     NotFoundError,
     OculusError,
     OculusStartupError,
@@ -52,6 +54,7 @@ log = logging.getLogger("oculus_lite.governance")
 
 STEP_TOKEN = "fetch_token"
 STEP_JWKS = "fetch_jwks"
+STEP_VERIFY = "verify_token"
 STEP_PROJECT = "load_project_file"
 STEP_MAP = "fetch_capability_map"
 STEP_REVOCATION = "fetch_revocation_list"
@@ -96,6 +99,7 @@ class Runtime:
 
     def startup_plan(self, client: "Client") -> Plan[None]:
         """Start once; concurrent and later callers share the first run (idempotent)."""
+        client._check_open()
         while not self.started:
             flight, lead = self._flights.lead_or_join(_STARTUP)
             if not lead:
@@ -135,6 +139,9 @@ class Runtime:
         if entry is not None:
             try:
                 claims = yield from self._verify_plan(client, entry)
+            except (InvalidTokenError, TokenRevokedException) as exc:
+                failed(STEP_VERIFY, exc)
+                entry = None  # refused: nothing is loaded on the strength of it
             except OculusError as exc:
                 failed(STEP_JWKS, exc)
         try:
@@ -186,9 +193,19 @@ class Runtime:
                 return state
             try:
                 claims = yield from self._verify_plan(client, entry)
+            except TokenRevokedException:
+                if attempt == 2:
+                    raise
+                yield from client._invalidate_plan(entry.token)  # revoked before the cache knew
+                continue
             except OculusError as exc:
+                # Refused (a bad signature, an unknown key, another issuer...) or unverifiable now
+                # (the JWKS cannot be fetched): never enforce on it. The background sync drops a
+                # refused token and fetches another.
                 raise TokenExpiredError(
-                    "the agent token does not verify ({}: {})".format(type(exc).__name__, exc.message)
+                    "no valid agent token can be had: the current one does not verify ({}: {})".format(
+                        type(exc).__name__, exc.message
+                    )
                 ) from exc
             with self._lock:
                 state = self._publish(entry, claims)
@@ -220,25 +237,48 @@ class Runtime:
     # ------------------------------------------------------------------ background sync
 
     def sync_plan(self, client: "Client") -> Plan[None]:
-        """One background round: retry failed steps, refresh the map (304 keeps it) and the
+        """One background round: verify and publish a renewed agent token (a refused one is
+        dropped and replaced once), retry failed steps, refresh the map (304 keeps it) and the
         credentials, rebuild the state if anything changed."""
-        entry = yield from client._entry_plan_for(self.key, self.key)
+        entry = yield from self._sync_entry_plan(client)
         retry = dict(self.failed)
-        if STEP_JWKS in retry or STEP_TOKEN in retry or self.current[0] is None:
-            claims = yield from self._verify_plan(client, entry)
-            with self._lock:
-                self._publish(entry, claims)
-            retry.pop(STEP_JWKS, None)
-            retry.pop(STEP_TOKEN, None)
         if STEP_REVOCATION in retry:
             yield from client._revocation_list().refresh_plan()
-        yield from self._map_plan(client, entry)
-        yield from self._credentials_plan(client, entry)
+        changed = yield from self._map_plan(client, entry)
+        changed = (yield from self._credentials_plan(client, entry)) or changed
         with self._lock:
             if self.failed:
                 log.info("governance sync recovered: %s", ", ".join(sorted(self.failed)))
             self.failed = {}
-        self._rebuild()
+        if changed:
+            self._rebuild()
+
+    def _sync_entry_plan(self, client: "Client") -> Plan[Entry]:
+        """The agent token, verified and published when it is not the one the state was built
+        from; a revoked or refused token is dropped and replaced once."""
+        for attempt in (1, 2):
+            try:
+                entry = yield from client._entry_plan_for(self.key, self.key)
+            except TokenRevokedException:
+                if attempt == 2:
+                    raise
+                continue
+            if self.current[1] is entry:
+                return entry
+            try:
+                claims = yield from self._verify_plan(client, entry)
+            except (InvalidTokenError, TokenRevokedException) as exc:
+                yield from client._invalidate_plan(entry.token)
+                if attempt == 2:
+                    with self._lock:
+                        self.failed = dict(self.failed, **{STEP_VERIFY: type(exc).__name__})
+                    raise
+                continue
+            with self._lock:
+                self._publish(entry, claims)
+            client._renewed_agent_token(self, entry)
+            return entry
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ the v1 endpoints
 
@@ -292,14 +332,21 @@ class Runtime:
             client, entry, "/v1/sync/capability-maps", "fetching the capability map", current.etag
         )
         if response.status == 304:
+            if current.etag is None:  # we sent no If-None-Match: there is nothing to keep
+                raise InvalidResponseError(
+                    "the capability map route answered 304 Not Modified to a request without "
+                    "If-None-Match, so no map was loaded",
+                    status_code=304,
+                )
             return False
         fresh = current.refreshed(parse_json(response, "capability map"), etag=response.header("etag"))
         with self._lock:
             self._map = fresh
         return True
 
-    def _credentials_plan(self, client: "Client", entry: Entry) -> Plan[None]:
-        """Fetch the credentials of every integration of the map (a 404 means it has none)."""
+    def _credentials_plan(self, client: "Client", entry: Entry) -> Plan[bool]:
+        """Fetch the credentials of every integration of the map (a 404 means it has none);
+        True when they changed."""
         values: Dict[str, Dict[str, str]] = {}
         problems: List[str] = []
         for integration in self._map.integration_names():
@@ -316,12 +363,12 @@ class Runtime:
             values.setdefault(integration, {})[credential_type] = value
         credentials = Credentials(values)
         with self._lock:
+            changed = credentials != self._credentials
             self._credentials = credentials
         if self.audit is not None:
             self.audit.add_secrets(*credentials.secrets())
         if problems:
-            from ..exceptions import InvalidResponseError
-
             raise InvalidResponseError(
                 "credentials for {} came back without a usable value".format(", ".join(sorted(problems)))
             )
+        return changed
