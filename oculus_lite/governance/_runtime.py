@@ -65,6 +65,11 @@ _STARTUP = "startup"
 _SYNC_POLICY = RetryPolicy(retries=1)
 
 
+def _service_token(entry: Entry) -> str:
+    token = (entry.extra or {}).get("sdk_service_token")
+    return token if isinstance(token, str) else ""
+
+
 class Runtime:
     """Governance state of one client. Every plan takes the client as an argument, so the
     runtime holds no reference back to it."""
@@ -304,10 +309,12 @@ class Runtime:
     def _get_plan(
         self, client: "Client", entry: Entry, path: str, what: str, etag: Optional[str] = None
     ) -> Plan[Response]:
-        """GET a service-token route; a 401 (expired service token) renews the token once."""
+        """GET a service-token route with the newest service token; a 401 (an expired service
+        token) renews it once, unless someone else (the audit worker) already did."""
         for attempt in (1, 2):
+            entry = self.service_entry(client, entry)
             request = self._service_request(client, entry, path, etag)
-            token = Secret((entry.extra or {}).get("sdk_service_token") or "")
+            token = (entry.extra or {}).get("sdk_service_token") or ""
             try:
                 return (
                     yield from send_plan(
@@ -316,14 +323,31 @@ class Runtime:
                         deadline=client._now() + client._timeout,
                         clock=client._clock,
                         what=what,
-                        secrets=(token,),
+                        secrets=(Secret(token),),
                     )
                 )
             except AuthenticationError:
                 if attempt == 2:
                     raise
-                entry = yield from client._refetch_plan(self.key)
+                newer = self.service_entry(client, entry)
+                if _service_token(newer) == token:
+                    newer = yield from client._refetch_plan(self.key)
+                entry = newer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def service_entry(self, client: "Client", entry: Entry) -> Entry:
+        """The cached agent-token entry when it is usable and carries a service token (a renewal
+        by anyone supersedes the entry a round started with), else ``entry``."""
+        with client._lock:
+            cached = client._cache.get(self.key)
+        if (
+            cached is not None
+            and cached.revoked_jti is None
+            and client._now() < cached.expires
+            and _service_token(cached)
+        ):
+            return cached
+        return entry
 
     def _map_plan(self, client: "Client", entry: Entry) -> Plan[bool]:
         """Refresh the capability map; True when it changed (a 304 or a bad map keeps it)."""

@@ -534,10 +534,18 @@ class Client:
             emitter.stop(self._timeout)
 
     def _renew_service_token(self) -> Optional[str]:
-        """For the audit emitter, after a 401: a fresh agent token's service token."""
+        """For the audit emitter, after a 401: the service token of a newer agent token than the
+        one it was refused with (the cached one when the sync renewed it already, else fetched)."""
         gov = self._gov
-        if gov is None:
+        if gov is None or gov.audit is None:
             return None
+        refused = gov.audit._token
+        with self._lock:
+            cached = self._cache.get(gov.key)
+        if cached is not None:
+            newer = (gov.service_entry(self, cached).extra or {}).get("sdk_service_token")
+            if isinstance(newer, str) and newer and newer != refused:
+                return newer
         entry = run(self._refetch_plan(gov.key), self._transport, self._sleep)
         service_token = (entry.extra or {}).get("sdk_service_token")
         return service_token if isinstance(service_token, str) else None

@@ -15,7 +15,10 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 from oculus_lite import Client, ManualClock
+from oculus_lite.audit import AuditEmitter
 from oculus_lite.emulator import Emulator
+from oculus_lite.governance._runtime import Runtime
+from oculus_lite.governance._state import AgentState
 
 #: A Wednesday, 2024-01-03 12:00:00 UTC: inside any "mon-fri 09:00-17:00" window.
 NOON_WEDNESDAY = 1704283200.0
@@ -127,3 +130,44 @@ def worker_barrier(client: Client) -> None:
 
     client._worker.schedule("test-probe", 0.0, probe)
     assert ran.wait(30), "the client's worker did not run a job due now"
+
+
+#: The ``make_client`` fixture's type.
+MakeClient = Callable[..., Client]
+
+
+def runtime(client: Client) -> Runtime:
+    """The client's governance runtime (created by the first governed call)."""
+    gov = client._gov
+    assert gov is not None, "the client has no governance runtime yet"
+    return gov
+
+
+def emitter_of(client: Client) -> AuditEmitter:
+    """The client's audit emitter (started by startup)."""
+    emitter = client._governance_audit
+    assert emitter is not None, "the client has no audit emitter"
+    return emitter
+
+
+def jti_of(client: Client) -> str:
+    """The jti of the token the client enforces on now."""
+    jti = client._governance_state().jti
+    assert jti
+    return jti
+
+
+def published(client: Client) -> AgentState:
+    """The state the client published last (without going through the governed-call path)."""
+    state = runtime(client).current[0]
+    assert state is not None, "no state published yet"
+    return state
+
+
+def service_token_of(client: Client) -> str:
+    """The sdk_service_token of the agent token the client holds."""
+    entry = client._cache.get(runtime(client).key)
+    assert entry is not None and entry.extra is not None
+    token = entry.extra["sdk_service_token"]
+    assert isinstance(token, str)
+    return token

@@ -8,14 +8,17 @@ import json
 import logging
 import pickle
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from oculus_lite import Client, ManualClock
+from oculus_lite.emulator import Emulator
 from oculus_lite.evaluator import REASON_DENY_ALWAYS
 from oculus_lite.exceptions import CredentialError, OculusStartupError, PolicyViolationError
 
-from .conftest import CAPS, GITHUB_TOKEN, MAP, STRIPE_KEY, configure_agent, events, worker_barrier
+from .conftest import CAPS, GITHUB_TOKEN, MAP, STRIPE_KEY, MakeClient, configure_agent, events, worker_barrier
 
 PAYOUT = "stripe.payouts.create"  # in the token's scope, and in the map's deny_always
 SLACK_TOKEN = "xoxb-SLACKTOKEN-0123456789"
@@ -29,7 +32,9 @@ def sync(client: Any, clock: Any, seconds: float = 60.0) -> None:
 # ---------------------------------------------------------------------- capability maps
 
 
-def test_if_none_match_is_sent_and_a_304_keeps_the_map(emu, client, clock):
+def test_if_none_match_is_sent_and_a_304_keeps_the_map(
+    emu: Emulator, client: Client, clock: ManualClock
+) -> None:
     """Official SDK: If-None-Match was never sent on the capability-map route."""
     client.startup()
     before = client._governance_state()
@@ -42,7 +47,7 @@ def test_if_none_match_is_sent_and_a_304_keeps_the_map(emu, client, clock):
     assert state is before  # nothing changed: the published state was not even rebuilt
 
 
-def test_deny_always_is_honoured_in_every_decision(emu, client):
+def test_deny_always_is_honoured_in_every_decision(emu: Emulator, client: Client) -> None:
     """Official flaw (section 3): the map's deny_always lists were never consulted; a capability
     in deny_always was allowed."""
     ran = []
@@ -82,7 +87,9 @@ def test_deny_always_is_honoured_in_every_decision(emu, client):
     }
 
 
-def test_a_changed_map_is_applied_and_its_credentials_fetched(emu, client, clock):
+def test_a_changed_map_is_applied_and_its_credentials_fetched(
+    emu: Emulator, client: Client, clock: ManualClock
+) -> None:
     charge = client.tool("stripe.charges.create")(lambda amount_cents: "charged")
     assert charge(100) == "charged"
     assert emu.stats()["credential_requests"] == 2
@@ -102,7 +109,7 @@ def test_a_changed_map_is_applied_and_its_credentials_fetched(emu, client, clock
 # ---------------------------------------------------------------------- credentials
 
 
-def test_credentials_are_fetched_for_each_integration(emu, client):
+def test_credentials_are_fetched_for_each_integration(emu: Emulator, client: Client) -> None:
     client.startup()
     assert emu.stats()["credential_requests"] == 2
     creds = client.credentials
@@ -110,7 +117,9 @@ def test_credentials_are_fetched_for_each_integration(emu, client):
     assert creds["stripe"]["api_key"] == STRIPE_KEY and creds["github"]["token"] == GITHUB_TOKEN
 
 
-def test_a_rotated_credential_arrives_on_the_interval(emu, client, clock):
+def test_a_rotated_credential_arrives_on_the_interval(
+    emu: Emulator, client: Client, clock: ManualClock
+) -> None:
     """Official flaw C4: credentials were fetched once and never refreshed, so a rotated Stripe
     key never reached the process."""
     client.startup()
@@ -126,7 +135,9 @@ def test_a_rotated_credential_arrives_on_the_interval(emu, client, clock):
     assert emu.stats()["capability_map_not_modified"] == 1  # refreshed although the map did not change
 
 
-def test_credentials_are_read_only_and_never_printed(emu, client, caplog):
+def test_credentials_are_read_only_and_never_printed(
+    emu: Emulator, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     """Official flaw S6: ``credentials`` returned the live secret dict (mutable, printed in clear)."""
     with caplog.at_level(logging.DEBUG):
         creds = client.credentials
@@ -160,7 +171,9 @@ def test_credentials_are_read_only_and_never_printed(emu, client, caplog):
     assert client.credentials["stripe"]["api_key"] == STRIPE_KEY
 
 
-def test_a_missing_credential_raises_credential_error_from_every_accessor(emu, make_client):
+def test_a_missing_credential_raises_credential_error_from_every_accessor(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     """Official flaws C4 (errors swallowed, users hit KeyError later) and C15 (capability() yielded
     {} instead of raising)."""
     configure_agent(emu, scopes=CAPS + ["slack.messages.post"], default_scopes=CAPS + ["slack.messages.post"])
@@ -209,7 +222,9 @@ def write_json(path: Any) -> None:
     path.write_text(json.dumps({"custom_capabilities": {"reports.generate": {"description": "monthly"}}}))
 
 
-def test_custom_capabilities_from_an_explicit_oculus_json(emu, make_client, tmp_path, clock):
+def test_custom_capabilities_from_an_explicit_oculus_json(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path, clock: ManualClock
+) -> None:
     write_json(tmp_path / "oculus.json")
     for where in (tmp_path / "oculus.json", tmp_path):  # the file, or the directory holding it
         client = make_client(project_file=str(where))
@@ -217,7 +232,9 @@ def test_custom_capabilities_from_an_explicit_oculus_json(emu, make_client, tmp_
         assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
 
 
-def test_custom_capabilities_from_oculus_config(emu, make_client, tmp_path, monkeypatch):
+def test_custom_capabilities_from_oculus_config(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_json(tmp_path / "oculus.json")
     monkeypatch.setenv("OCULUS_CONFIG", str(tmp_path))
     client = make_client()
@@ -225,7 +242,9 @@ def test_custom_capabilities_from_oculus_config(emu, make_client, tmp_path, monk
     assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
 
 
-def test_never_read_relative_to_the_working_directory(emu, make_client, tmp_path, monkeypatch):
+def test_never_read_relative_to_the_working_directory(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Official flaw C11: oculus.yaml was read from the current working directory (what an agent
     declared changed with ``cd``), and skipped silently without PyYAML."""
     write_json(tmp_path / "oculus.json")
@@ -237,14 +256,18 @@ def test_never_read_relative_to_the_working_directory(emu, make_client, tmp_path
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is 3.11+")
-def test_custom_capabilities_from_oculus_toml(emu, make_client, tmp_path):
-    (tmp_path / "oculus.toml").write_text('[custom_capabilities."reports.generate"]\ndescription = "monthly"\n')
+def test_custom_capabilities_from_oculus_toml(emu: Emulator, make_client: MakeClient, tmp_path: Path) -> None:
+    (tmp_path / "oculus.toml").write_text(
+        '[custom_capabilities."reports.generate"]\ndescription = "monthly"\n'
+    )
     client = make_client(project_file=str(tmp_path))
     client.startup()
     assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
 
 
-def test_a_map_refresh_never_erases_custom_capabilities(emu, make_client, tmp_path, clock):
+def test_a_map_refresh_never_erases_custom_capabilities(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path, clock: ManualClock
+) -> None:
     """Official flaw C11: the background map refresh replaced the whole dict and erased the
     oculus.yaml custom capabilities."""
     write_json(tmp_path / "oculus.json")
@@ -260,7 +283,9 @@ def test_a_map_refresh_never_erases_custom_capabilities(emu, make_client, tmp_pa
     assert custom_of(client) == {"reports.generate": {"description": "monthly"}}  # ...beside the project's
 
 
-def test_a_broken_project_file_fails_startup_naming_the_step(emu, make_client, tmp_path):
+def test_a_broken_project_file_fails_startup_naming_the_step(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path
+) -> None:
     (tmp_path / "oculus.json").write_text("{not json")
     with pytest.raises(OculusStartupError) as raised:
         make_client(project_file=str(tmp_path / "oculus.json")).startup()

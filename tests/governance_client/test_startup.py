@@ -17,7 +17,19 @@ from oculus_lite import Client, ManualClock
 from oculus_lite.emulator import Emulator
 from oculus_lite.exceptions import ClientClosedError, OculusStartupError, PolicyViolationError
 
-from .conftest import AGENT, CAPS, SECRET, client_threads, counts, events, wait_for, worker_barrier
+from .conftest import (
+    AGENT,
+    CAPS,
+    SECRET,
+    MakeClient,
+    client_threads,
+    counts,
+    emitter_of,
+    events,
+    runtime,
+    wait_for,
+    worker_barrier,
+)
 
 STARTUP_ROUTES = ("token_requests", "jwks_requests", "capability_map_requests", "revocation_requests")
 
@@ -44,32 +56,37 @@ def tampered(token: str) -> str:
 # ---------------------------------------------------------------------- the token and its verification
 
 
-def test_startup_sends_no_scope_and_gets_the_default_grant(emu, client):
+def test_startup_sends_no_scope_and_gets_the_default_grant(emu: Emulator, client: Client) -> None:
     """Like the official startup(): no ``scope`` field unless scopes= was given."""
     client.startup()
     (issued,) = emu.issued_tokens()
     assert issued["sub"] == AGENT
-    assert sorted(issued["scope"].split()) == sorted(CAPS + ["stripe.payouts.create"])  # the agent's default grant
+    default_grant = sorted(CAPS + ["stripe.payouts.create"])
+    assert sorted(issued["scope"].split()) == default_grant
     assert emu.stats()["token_requests_by_grant"] == {"client_credentials": 1}
     assert client._governance_state().scopes == frozenset(issued["scope"].split())
 
 
-def test_startup_with_scopes_asks_for_exactly_those(emu, make_client):
-    client = make_client(AGENT, SECRET, emu.url, None, True, ["stripe.refunds.create", "stripe.customers.read"])
+def test_startup_with_scopes_asks_for_exactly_those(emu: Emulator, make_client: MakeClient) -> None:
+    client = make_client(
+        AGENT, SECRET, emu.url, None, True, ["stripe.refunds.create", "stripe.customers.read"]
+    )
     client.startup()
     (issued,) = emu.issued_tokens()
     assert issued["scope"] == "stripe.customers.read stripe.refunds.create"  # not the default grant
     assert client._governance_state().scopes == {"stripe.customers.read", "stripe.refunds.create"}
 
 
-def test_task_id_fail_closed_and_scopes_are_positional_in_the_official_order(emu, make_client):
+def test_task_id_fail_closed_and_scopes_are_positional_in_the_official_order(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     client = make_client(AGENT, SECRET, emu.url, "task-9", False, ["stripe.customers.read"])
     assert (client.task_id, client.fail_closed, client.scopes) == ("task-9", False, ["stripe.customers.read"])
     client.startup()
     assert client._governance_state().task_id == "task-9"  # sent on the token request, back in agent.task_id
 
 
-def test_a_tampered_token_is_refused(emu, make_client, clock):
+def test_a_tampered_token_is_refused(emu: Emulator, make_client: MakeClient, clock: ManualClock) -> None:
     """Official flaw S3: tokens were never verified (the JWKS was fetched and unused), so a forged
     scope was enforced as granted."""
     forged = tampered(emu.issue_token(AGENT, "stripe.customers.read"))
@@ -81,7 +98,9 @@ def test_a_tampered_token_is_refused(emu, make_client, clock):
     assert emu.stats()["capability_map_requests"] == 0  # nothing loaded on a forged identity
 
 
-def test_a_token_signed_by_a_key_the_issuer_no_longer_publishes_is_refused(emu, make_client):
+def test_a_token_signed_by_a_key_the_issuer_no_longer_publishes_is_refused(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     old = emu.issue_token(AGENT, "stripe.customers.read")
     emu.rotate_keys()
     emu.expire_retired_keys()
@@ -92,7 +111,9 @@ def test_a_token_signed_by_a_key_the_issuer_no_longer_publishes_is_refused(emu, 
     assert type(raised.value.cause).__name__ == "KeyNotFoundError"
 
 
-def test_an_unverifiable_token_with_fail_closed_false_starts_but_enforces_nothing(emu, make_client, clock, caplog):
+def test_an_unverifiable_token_with_fail_closed_false_starts_but_enforces_nothing(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
     forged = tampered(emu.issue_token(AGENT, "stripe.customers.read"))
     emu.set_faults([{"path": "/oauth/token", "status": 200, "body": token_body(emu, forged)}])
     client = make_client(fail_closed=False)
@@ -104,15 +125,15 @@ def test_an_unverifiable_token_with_fail_closed_false_starts_but_enforces_nothin
 
     with pytest.raises(TokenExpiredError):  # no valid token can be had: never enforced on forged claims
         tool()
-    assert "stripe.customers.read" not in client._gov.current[0].scopes if client._gov.current[0] else True
+    assert runtime(client).current == (None, None)  # nothing was published from the forged token
     emu.clear_faults()
     clock.advance(5.0)  # the background sync drops the refused token and gets a good one
-    wait_for(lambda: not client._gov.failed, "the background retry of verify_token")
+    wait_for(lambda: not runtime(client).failed, "the background retry of verify_token")
     assert tool() == "ran"
     assert emu.stats()["capability_map_requests"] == 1  # nothing was loaded with the forged token
 
 
-def test_issuer_is_checked_only_when_configured(emu, make_client):
+def test_issuer_is_checked_only_when_configured(emu: Emulator, make_client: MakeClient) -> None:
     behind_gateway = emu.issue_token(
         AGENT, "stripe.customers.read", claims={"iss": "https://gateway.example.com"}
     )
@@ -144,7 +165,9 @@ def test_issuer_is_checked_only_when_configured(emu, make_client):
     ],
 )
 @pytest.mark.parametrize("status", [403, 500])
-def test_fail_closed_raises_naming_the_step(emu, make_client, path, step, status):
+def test_fail_closed_raises_naming_the_step(
+    emu: Emulator, make_client: MakeClient, path, step, status
+) -> None:
     """Official flaw C3: fail_closed=True still started when the revocation list answered 4xx/5xx
     or credentials failed (errors swallowed per integration)."""
     emu.set_faults([{"path": path, "status": status}])
@@ -154,14 +177,14 @@ def test_fail_closed_raises_naming_the_step(emu, make_client, path, step, status
     assert raised.value.step == step
     assert step in str(raised.value)
     assert getattr(raised.value.cause, "status_code", None) == status
-    assert client._gov is not None and not client._gov.started
+    assert client._gov is not None and not runtime(client).started
     assert "oculus-audit" not in client_threads()
     emu.clear_faults()
     client.startup()  # a failed startup is not remembered: the next call starts
-    assert client._gov.started and client._governance_state().agent_id == AGENT
+    assert runtime(client).started and client._governance_state().agent_id == AGENT
 
 
-def test_a_304_to_a_first_map_request_fails_the_step(emu, make_client):
+def test_a_304_to_a_first_map_request_fails_the_step(emu: Emulator, make_client: MakeClient) -> None:
     """Official flaw C3: a capability-map 304 at startup left the map empty, so no credentials."""
     emu.set_faults([{"path": "/v1/sync/capability-maps", "status": 304}])
     with pytest.raises(OculusStartupError) as raised:
@@ -170,7 +193,9 @@ def test_a_304_to_a_first_map_request_fails_the_step(emu, make_client):
     assert emu.stats()["credential_requests"] == 0
 
 
-def test_a_token_response_without_a_service_token_fails_closed(emu, make_client):
+def test_a_token_response_without_a_service_token_fails_closed(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     """Official flaw C3: a missing sdk token silently disabled the map, credentials and audit."""
     token = emu.issue_token(AGENT, "stripe.customers.read")
     body = {"access_token": token, "token_type": "Bearer", "expires_in": 600}
@@ -184,34 +209,46 @@ def test_a_token_response_without_a_service_token_fails_closed(emu, make_client)
 # ---------------------------------------------------------------------- fail_closed=False: start, log, retry
 
 
+FAIL_OPEN_STEPS = [
+    ("/v1/sync/capability-maps", "fetch_capability_map"),
+    ("/oauth/revoked-tokens", "fetch_revocation_list"),
+    ("/v1/credentials/fetch", "fetch_credentials"),
+    ("/.well-known/jwks.json", "fetch_jwks"),
+    ("/oauth/token", "fetch_token"),
+]
+
+
 @pytest.mark.parametrize(
-    "path,step",
+    "path,step,status",
     [
-        ("/v1/sync/capability-maps", "fetch_capability_map"),
-        ("/oauth/revoked-tokens", "fetch_revocation_list"),
-        ("/v1/credentials/fetch", "fetch_credentials"),
-        ("/.well-known/jwks.json", "fetch_jwks"),
-        ("/oauth/token", "fetch_token"),
+        (path, step, status)
+        for path, step in FAIL_OPEN_STEPS
+        for status in (400, 401, 403, 404, 429, 500)
+        # a 404 from the credentials route means "no credential for it", not a failure
+        if (path, status) != ("/v1/credentials/fetch", 404)
     ],
 )
-@pytest.mark.parametrize("status", [400, 403, 404, 500])
 def test_fail_open_starts_logs_and_recovers_in_the_background(
-    emu, make_client, clock, caplog, path, step, status
-):
+    emu: Emulator,
+    make_client: MakeClient,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+    path,
+    step,
+    status,
+) -> None:
     """Official flaw C3: fail_closed=False still raised on any HTTP error status."""
-    if path == "/v1/credentials/fetch" and status == 404:
-        pytest.skip("a 404 from the credentials route means 'no credential', not a failure")
     emu.set_faults([{"path": path, "status": status}])
     client = make_client(fail_closed=False, retries=0, sync_interval=60.0)
     with caplog.at_level(logging.WARNING, "oculus_lite.governance"):
         client.startup()
-    assert client._gov.started
-    assert step in client._gov.failed
+    assert runtime(client).started
+    assert step in runtime(client).failed
     assert [r for r in caplog.records if step in r.getMessage()], caplog.text
     failed_before = emu.stats()[_counter(path)]
     emu.clear_faults()
     clock.advance(5.0)  # failed steps are retried well before sync_interval
-    wait_for(lambda: not client._gov.failed, "the background retry of " + step)
+    wait_for(lambda: not runtime(client).failed, "the background retry of " + step)
     assert emu.stats()[_counter(path)] > failed_before
     state = client._governance_state()
     assert state.agent_id == AGENT
@@ -237,7 +274,7 @@ def _counter(path: str) -> str:
 # ---------------------------------------------------------------------- idempotence, lazy start, threads
 
 
-def test_startup_is_idempotent(emu, make_client):
+def test_startup_is_idempotent(emu: Emulator, make_client: MakeClient) -> None:
     """Official flaw C7: a second startup() duplicated the pollers and orphaned an audit thread that
     stop() never ended; the docs told users to call startup() again after TokenExpiredError."""
     client = make_client(revocation_interval=15.0)
@@ -255,13 +292,15 @@ def test_startup_is_idempotent(emu, make_client):
     asyncio.run(client.astartup())
     assert client_threads() == first
     assert counts(emu, *STARTUP_ROUTES, "credential_requests") == before
-    emitter = client._governance_audit
+    emitter = emitter_of(client)
     client.stop()
     assert client_threads() == []
     assert emitter is not None and not emitter.stats().running
 
 
-def test_sixteen_threads_calling_a_tool_on_a_client_not_started_start_it_once(emu, make_client):
+def test_sixteen_threads_calling_a_tool_on_a_client_not_started_start_it_once(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     client = make_client()
     read = client.tool("stripe.customers.read")(lambda i: i)
     barrier = threading.Barrier(16)
@@ -288,7 +327,9 @@ def test_sixteen_threads_calling_a_tool_on_a_client_not_started_start_it_once(em
     assert emu.stats()["audit_events"] == 16
 
 
-def test_sixteen_asyncio_tasks_calling_an_async_tool_start_the_client_once(emu, make_client):
+def test_sixteen_asyncio_tasks_calling_an_async_tool_start_the_client_once(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     """Official flaw C8: no async startup; async tools got sync wrappers."""
     client = make_client()
 
@@ -309,14 +350,14 @@ def test_sixteen_asyncio_tasks_calling_an_async_tool_start_the_client_once(emu, 
     }
 
 
-def test_astartup_shares_one_run_with_concurrent_callers(emu, make_client):
+def test_astartup_shares_one_run_with_concurrent_callers(emu: Emulator, make_client: MakeClient) -> None:
     client = make_client()
 
     async def main() -> None:
         await asyncio.gather(*(client.astartup() for _ in range(16)))
 
     asyncio.run(main())
-    assert client._gov.started
+    assert runtime(client).started
     client.stop()
     assert counts(emu, "token_requests", "capability_map_requests", "credential_requests") == {
         "token_requests": 1,
@@ -325,27 +366,27 @@ def test_astartup_shares_one_run_with_concurrent_callers(emu, make_client):
     }
 
 
-def test_task_on_a_client_not_started_starts_it(emu, make_client):
+def test_task_on_a_client_not_started_starts_it(emu: Emulator, make_client: MakeClient) -> None:
     client = make_client()
     with client.task("task-1") as ctx:
-        assert client._gov is not None and client._gov.started
+        assert client._gov is not None and runtime(client).started
         assert ctx.can("stripe.customers.read")
     assert emu.stats()["token_requests"] == 1
 
 
-def test_async_task_on_a_client_not_started_starts_it(emu, make_client):
+def test_async_task_on_a_client_not_started_starts_it(emu: Emulator, make_client: MakeClient) -> None:
     client = make_client()
 
     async def main() -> bool:
         async with client.task("task-1") as ctx:
-            assert client._gov is not None and client._gov.started
+            assert client._gov is not None and runtime(client).started
             return await ctx.acan("stripe.customers.read")
 
     assert asyncio.run(main())
     assert emu.stats()["token_requests"] == 1
 
 
-def test_entering_with_starts_nothing(emu, make_client):
+def test_entering_with_starts_nothing(emu: Emulator, make_client: MakeClient) -> None:
     with make_client() as client:
         assert client_threads() == []
         assert emu.stats()["requests"] == 0
@@ -359,7 +400,7 @@ def test_entering_with_starts_nothing(emu, make_client):
     assert client_threads() == []
 
 
-def test_with_client_then_tool_calls_works_without_startup(emu, make_client):
+def test_with_client_then_tool_calls_works_without_startup(emu: Emulator, make_client: MakeClient) -> None:
     with make_client() as client:
 
         @client.tool("stripe.customers.read")
@@ -367,12 +408,12 @@ def test_with_client_then_tool_calls_works_without_startup(emu, make_client):
             return "customer"
 
         assert read() == "customer"
-        assert client._gov.started
+        assert runtime(client).started
     assert client_threads() == []
     assert emu.stats()["audit_events"] == 1  # flushed by stop() at the end of the with block
 
 
-def test_after_stop_no_thread_survives_and_tools_refuse(emu, make_client):
+def test_after_stop_no_thread_survives_and_tools_refuse(emu: Emulator, make_client: MakeClient) -> None:
     """Official flaw C7: wrapped tools kept enforcing on stale claims after stop()."""
     client = make_client(revocation_interval=15.0)
 
@@ -394,7 +435,7 @@ def test_after_stop_no_thread_survives_and_tools_refuse(emu, make_client):
     with pytest.raises(ClientClosedError):
         asyncio.run(aread())
     with pytest.raises(ClientClosedError):
-        client.credentials
+        _ = client.credentials
     with pytest.raises(ClientClosedError):
         client.startup()
     with pytest.raises(ClientClosedError):
@@ -403,7 +444,7 @@ def test_after_stop_no_thread_survives_and_tools_refuse(emu, make_client):
     assert emu.stats()["audit_events"] == 2
 
 
-def test_a_stopped_client_never_ran_its_tool_on_stale_claims(emu, make_client):
+def test_a_stopped_client_never_ran_its_tool_on_stale_claims(emu: Emulator, make_client: MakeClient) -> None:
     client = make_client()
     ran: List[str] = []
     tool = client.tool("stripe.customers.read")(lambda: ran.append("x"))
@@ -417,7 +458,7 @@ def test_a_stopped_client_never_ran_its_tool_on_stale_claims(emu, make_client):
 # ---------------------------------------------------------------------- sync_interval
 
 
-def test_sync_interval_is_respected(emu, make_client, clock):
+def test_sync_interval_is_respected(emu: Emulator, make_client: MakeClient, clock: ManualClock) -> None:
     """Maps and credentials are refreshed once per sync_interval (advanced in 5 s steps, with a
     worker barrier after each, so a job running more often would show in the counts)."""
     client = make_client(sync_interval=30.0)
@@ -434,7 +475,9 @@ def test_sync_interval_is_respected(emu, make_client, clock):
     assert emu.stats()["token_requests"] == 1  # a 600 s token needs no renewal in 120 s
 
 
-def test_default_sync_interval_is_the_official_60_seconds(emu, make_client, clock):
+def test_default_sync_interval_is_the_official_60_seconds(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     client = make_client()
     client.startup()
     for _ in range(24):  # 120 s
@@ -445,14 +488,14 @@ def test_default_sync_interval_is_the_official_60_seconds(emu, make_client, cloc
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "60"])
-def test_a_bad_sync_interval_is_refused(emu, bad):
+def test_a_bad_sync_interval_is_refused(emu: Emulator, bad) -> None:
     from oculus_lite.exceptions import ConfigurationError, ValidationError
 
     with pytest.raises((ConfigurationError, ValidationError)):
         Client(AGENT, SECRET, emu.url, sync_interval=bad)
 
 
-def test_startup_through_policy_denial_still_reports_the_policy(emu, client):
+def test_startup_through_policy_denial_still_reports_the_policy(emu: Emulator, client: Client) -> None:
     @client.tool("stripe.refunds.create")
     def refund() -> None:
         raise AssertionError("never runs")

@@ -5,24 +5,31 @@ no valid token can be had (official flaw C6). Time moves only by ``clock.advance
 
 import asyncio
 import threading
-from typing import Any, List
+from typing import List
 
 import pytest
 
+from oculus_lite import ManualClock
+from oculus_lite.emulator import Emulator
 from oculus_lite.exceptions import TokenExpiredError, TokenRevokedException
 
-from .conftest import configure_agent, events, wait_for, worker_barrier
+from .conftest import (
+    MakeClient,
+    configure_agent,
+    events,
+    jti_of,
+    published,
+    runtime,
+    wait_for,
+    worker_barrier,
+)
 
 READ = "stripe.customers.read"
 
 
-def jti_of(client: Any) -> str:
-    state = client._governance_state()
-    assert state.jti
-    return str(state.jti)
-
-
-def test_renewed_ahead_of_expiry_in_the_background(emu, make_client, clock):
+def test_renewed_ahead_of_expiry_in_the_background(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     """A 120 s token is refreshed from 80 s on (a quarter of its life ahead, before the 10 s
     margin) while callers keep the current one; 16 callers at once cause one request."""
     configure_agent(emu, token_ttl=120)
@@ -58,22 +65,26 @@ def test_renewed_ahead_of_expiry_in_the_background(emu, make_client, clock):
     assert jtis.count(first) == 18 and jtis[-1] == second
 
 
-def test_the_sync_renews_the_token_and_the_state_without_tool_calls(emu, make_client, clock):
+def test_the_sync_renews_the_token_and_the_state_without_tool_calls(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     configure_agent(emu, token_ttl=120)
     client = make_client(sync_interval=60.0)
     client.startup()
-    first = client._gov.current[0].jti
+    first = published(client).jti
     for _ in range(3):  # syncs at 60 s (fresh), 120 s (expired: renewed), 180 s
         clock.advance(60.0)
         worker_barrier(client)
-    state, entry = client._gov.current
-    assert state.jti != first and entry is client._cache.get(client._gov.key)
+    state, entry = published(client), runtime(client).current[1]
+    assert state.jti != first and entry is client._cache.get(runtime(client).key)
     assert client._governance_state() is state  # the hit path serves what the sync published
     client.stop()
     assert emu.stats()["token_requests"] == 2  # at 0 s and 120 s (the second is fresh until 200 s)
 
 
-def test_a_failed_renewal_keeps_the_valid_token(emu, make_client, clock):
+def test_a_failed_renewal_keeps_the_valid_token(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     configure_agent(emu, token_ttl=120)
     client = make_client(retries=0, sync_interval=3600.0)
     read = client.tool(READ)(lambda: "ok")
@@ -95,7 +106,9 @@ def test_a_failed_renewal_keeps_the_valid_token(emu, make_client, clock):
     assert jti_of(client) != first
 
 
-def test_token_expired_error_only_when_no_valid_token_can_be_had(emu, make_client, clock):
+def test_token_expired_error_only_when_no_valid_token_can_be_had(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     """Official flaw C6: TokenExpiredError told users to call startup() again (which leaked a
     thread each time); renewal was not automatic."""
     configure_agent(emu, token_ttl=120)
@@ -124,7 +137,9 @@ async def _async_ok() -> str:
 
 
 @pytest.mark.parametrize("ttl,renew_every", [(30, 15), (60, 35)])
-def test_a_short_token_is_not_refetched_every_few_seconds(emu, make_client, clock, ttl, renew_every):
+def test_a_short_token_is_not_refetched_every_few_seconds(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock, ttl, renew_every
+) -> None:
     """Official flaw C6: tokens of 60 s or less were re-fetched every 10 s forever, with no
     backoff (30 s tokens at t = 0, 10, 20 s). Here a token lives until a quarter of its life
     (plus the margin) is left: a 30 s token is renewed every 15 s, a 60 s one every 35 s.
@@ -142,7 +157,9 @@ def test_a_short_token_is_not_refetched_every_few_seconds(emu, make_client, cloc
     assert emu.stats()["token_requests"] == 1 + total // renew_every
 
 
-def test_a_revoked_token_triggers_exactly_one_refetch(emu, make_client, clock):
+def test_a_revoked_token_triggers_exactly_one_refetch(
+    emu: Emulator, make_client: MakeClient, clock: ManualClock
+) -> None:
     """Official flaw C6: revocation did not trigger a re-fetch; the client was dead until the
     refresh window near exp."""
     client = make_client(revocation_interval=15.0, sync_interval=3600.0)
@@ -174,7 +191,9 @@ def test_a_revoked_token_triggers_exactly_one_refetch(emu, make_client, clock):
     assert [e["jti"] for e in events(emu)] == [first] + [second] * 8
 
 
-def test_a_revocation_found_by_check_revocation_triggers_one_refetch(emu, make_client):
+def test_a_revocation_found_by_check_revocation_triggers_one_refetch(
+    emu: Emulator, make_client: MakeClient
+) -> None:
     client = make_client()
     read = client.tool(READ)(lambda: "ok")
     read()
@@ -187,7 +206,7 @@ def test_a_revocation_found_by_check_revocation_triggers_one_refetch(emu, make_c
     assert emu.stats()["token_requests"] == 2
 
 
-def test_a_revoked_agent_gets_no_token_and_a_typed_error(emu, make_client):
+def test_a_revoked_agent_gets_no_token_and_a_typed_error(emu: Emulator, make_client: MakeClient) -> None:
     client = make_client()
     read = client.tool(READ)(lambda: "ok")
     read()
