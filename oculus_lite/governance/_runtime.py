@@ -166,6 +166,10 @@ class Runtime:
                     failed(step, exc)
         else:
             failures.update({step: "no agent token" for step in _RETRYABLE})
+            log.warning(
+                "startup steps %s skipped: no verified agent token; retrying in the background",
+                ", ".join(_RETRYABLE),
+            )
         with self._lock:
             self.failed = failures
             if entry is not None and claims is not None:
@@ -245,11 +249,17 @@ class Runtime:
         """One background round: verify and publish a renewed agent token (a refused one is
         dropped and replaced once), retry failed steps, refresh the map (304 keeps it) and the
         credentials, rebuild the state if anything changed."""
-        entry = yield from self._sync_entry_plan(client)
         retry = dict(self.failed)
+        changed = False
+        if STEP_PROJECT in retry:
+            self._custom = load_project_file(self._project_file).custom_capabilities
+            with self._lock:
+                self._map = self._map.with_custom(self._custom)
+            changed = True
+        entry = yield from self._sync_entry_plan(client)
         if STEP_REVOCATION in retry:
             yield from client._revocation_list().refresh_plan()
-        changed = yield from self._map_plan(client, entry)
+        changed = (yield from self._map_plan(client, entry)) or changed
         changed = (yield from self._credentials_plan(client, entry)) or changed
         with self._lock:
             if self.failed:

@@ -18,7 +18,17 @@ from oculus_lite.emulator import Emulator
 from oculus_lite.evaluator import REASON_DENY_ALWAYS
 from oculus_lite.exceptions import CredentialError, OculusStartupError, PolicyViolationError
 
-from .conftest import CAPS, GITHUB_TOKEN, MAP, STRIPE_KEY, MakeClient, configure_agent, events, worker_barrier
+from .conftest import (
+    CAPS,
+    GITHUB_TOKEN,
+    MAP,
+    STRIPE_KEY,
+    MakeClient,
+    configure_agent,
+    events,
+    runtime,
+    worker_barrier,
+)
 
 PAYOUT = "stripe.payouts.create"  # in the token's scope, and in the map's deny_always
 SLACK_TOKEN = "xoxb-SLACKTOKEN-0123456789"
@@ -294,3 +304,23 @@ def test_a_broken_project_file_fails_startup_naming_the_step(
     with pytest.raises(OculusStartupError) as raised:
         make_client(project_file=str(tmp_path / "missing.json")).startup()
     assert raised.value.step == "load_project_file"
+
+
+def test_a_broken_project_file_with_fail_closed_false_is_logged_and_read_again(
+    emu: Emulator,
+    make_client: MakeClient,
+    tmp_path: Path,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "oculus.json"
+    path.write_text("{not json")
+    client = make_client(project_file=str(path), fail_closed=False)
+    with caplog.at_level(logging.WARNING, "oculus_lite.governance"):
+        client.startup()
+    assert "load_project_file" in caplog.text
+    assert custom_of(client) == {}
+    write_json(path)  # fixed: the background sync reads it again
+    sync(client, clock, 5.0)
+    assert runtime(client).failed == {}
+    assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
