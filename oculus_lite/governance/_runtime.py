@@ -137,18 +137,39 @@ class Runtime:
 
         entry: Optional[Entry] = None
         claims: Optional[Mapping[str, Any]] = None
+        done: List[str] = []
         try:
             entry = yield from client._entry_plan_for(self.key, self.key)
         except OculusError as exc:
             failed(STEP_TOKEN, exc)
         if entry is not None:
-            try:
-                claims = yield from self._verify_plan(client, entry)
-            except (InvalidTokenError, TokenRevokedException) as exc:
-                failed(STEP_VERIFY, exc)
-                entry = None  # refused: nothing is loaded on the strength of it
+            try:  # before verifying: a token revoked already is refused (and replaced) now
+                yield from client._revocation_list().refresh_plan()
+                done.append(STEP_REVOCATION)
             except OculusError as exc:
-                failed(STEP_JWKS, exc)
+                failed(STEP_REVOCATION, exc)
+            for attempt in (1, 2):
+                try:
+                    claims = yield from self._verify_plan(client, entry)
+                except TokenRevokedException as exc:
+                    if attempt == 2:
+                        failed(STEP_VERIFY, exc)
+                        entry = None
+                        break
+                    yield from client._invalidate_plan(entry.token)  # replaced once
+                    try:
+                        entry = yield from client._entry_plan_for(self.key, self.key)
+                    except OculusError as exc:
+                        failed(STEP_TOKEN, exc)
+                        entry = None
+                        break
+                    continue
+                except InvalidTokenError as exc:
+                    failed(STEP_VERIFY, exc)
+                    entry = None  # refused: nothing is loaded on the strength of it
+                except OculusError as exc:
+                    failed(STEP_JWKS, exc)
+                break
         try:
             self._custom = load_project_file(self._project_file).custom_capabilities
             self._map = self._map.with_custom(self._custom)
@@ -157,7 +178,6 @@ class Runtime:
         if entry is not None:
             for step, plan in (
                 (STEP_MAP, self._map_plan(client, entry)),
-                (STEP_REVOCATION, client._revocation_list().refresh_plan()),
                 (STEP_CREDENTIALS, self._credentials_plan(client, entry)),
             ):
                 try:
@@ -165,10 +185,11 @@ class Runtime:
                 except OculusError as exc:
                     failed(step, exc)
         else:
-            failures.update({step: "no agent token" for step in _RETRYABLE})
+            skipped = [step for step in _RETRYABLE if step not in failures and step not in done]
+            failures.update({step: "no agent token" for step in skipped})
             log.warning(
                 "startup steps %s skipped: no verified agent token; retrying in the background",
-                ", ".join(_RETRYABLE),
+                ", ".join(skipped),
             )
         with self._lock:
             self.failed = failures

@@ -26,6 +26,7 @@ from .conftest import (
     counts,
     emitter_of,
     events,
+    published,
     runtime,
     wait_for,
     worker_barrier,
@@ -504,3 +505,32 @@ def test_startup_through_policy_denial_still_reports_the_policy(emu: Emulator, c
     with pytest.raises(PolicyViolationError) as raised:
         refund()
     assert raised.value.reason == "capability_not_in_scope" and raised.value.policy_id == "pol-gov"
+
+
+def test_a_token_revoked_before_startup_is_replaced_once(emu: Emulator, make_client: MakeClient) -> None:
+    """Verification covers revocation: the list is loaded before the token is verified, and a
+    revoked token is re-fetched once (official flaw S3: never verified; C6: no re-fetch)."""
+    body = token_body(emu, "")
+    revoked = emu.issued_tokens()[-1]["jti"]
+    body["access_token"] = emu.issue_token(AGENT, "stripe.customers.read", claims={"jti": revoked})
+    emu.revoke(revoked)
+    emu.set_faults([{"path": "/oauth/token", "status": 200, "body": body, "next": 1}])
+    client = make_client()
+    client.startup()
+    assert runtime(client).failed == {}
+    assert published(client).jti not in (None, revoked)
+    assert emu.stats()["token_requests"] == 3  # ours for the body, the revoked one, its replacement
+
+
+def test_a_token_revoked_again_fails_startup_naming_verification(
+    emu: Emulator, make_client: MakeClient
+) -> None:
+    body = token_body(emu, "")
+    revoked = emu.issued_tokens()[-1]["jti"]
+    body["access_token"] = emu.issue_token(AGENT, "stripe.customers.read", claims={"jti": revoked})
+    emu.revoke(revoked)
+    emu.set_faults([{"path": "/oauth/token", "status": 200, "body": body}])  # every time
+    with pytest.raises(OculusStartupError) as raised:
+        make_client().startup()
+    assert raised.value.step == "verify_token"
+    assert type(raised.value.cause).__name__ == "TokenRevokedException"
