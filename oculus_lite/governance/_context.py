@@ -29,8 +29,9 @@ class TaskContext:
     """The context of one agent task, made by ``client.task(task_id)``.
 
     Usable as ``with`` and ``async with``; entering starts a client not started yet; while
-    inside, every enforced tool call records and checks against ``task_id``. One object may be entered again (nested) but by one thread or
-    asyncio task at a time; ``client.task(...)`` is cheap, so make one per use.
+    inside, every enforced tool call records and checks against ``task_id``. One object may be
+    entered again (nested) but by one thread or asyncio task at a time; ``client.task(...)`` is
+    cheap, so make one per use.
 
     Example::
 

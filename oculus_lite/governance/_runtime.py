@@ -343,9 +343,9 @@ class Runtime:
         """GET a service-token route with the newest service token; a 401 (an expired service
         token) renews it once, unless someone else (the audit worker) already did."""
         for attempt in (1, 2):
-            entry = self.service_entry(client, entry)
+            entry = self._service_entry(client, entry)
             request = self._service_request(client, entry, path, etag)
-            token = (entry.extra or {}).get("sdk_service_token") or ""
+            token = _service_token(entry)
             try:
                 return (
                     yield from send_plan(
@@ -360,13 +360,13 @@ class Runtime:
             except AuthenticationError:
                 if attempt == 2:
                     raise
-                newer = self.service_entry(client, entry)
+                newer = self._service_entry(client, entry)
                 if _service_token(newer) == token:
                     newer = yield from client._refetch_plan(self.key)
                 entry = newer
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def service_entry(self, client: "Client", entry: Entry) -> Entry:
+    def _service_entry(self, client: "Client", entry: Entry) -> Entry:
         """The cached agent-token entry when it is usable and carries a service token (a renewal
         by anyone supersedes the entry a round started with), else ``entry``."""
         with client._lock:

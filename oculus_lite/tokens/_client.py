@@ -541,9 +541,9 @@ class Client:
             return None
         refused = gov.audit._token
         with self._lock:
-            cached = self._cache.get(gov.key)
-        if cached is not None:
-            newer = (gov.service_entry(self, cached).extra or {}).get("sdk_service_token")
+            held = self._cache.get(gov.key)
+        if held is not None and held.revoked_jti is None and self._now() < held.expires:
+            newer = (held.extra or {}).get("sdk_service_token")
             if isinstance(newer, str) and newer and newer != refused:
                 return newer
         entry = run(self._refetch_plan(gov.key), self._transport, self._sleep)

@@ -275,6 +275,18 @@ def test_custom_capabilities_from_oculus_toml(emu: Emulator, make_client: MakeCl
     assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
 
 
+def test_custom_capabilities_from_oculus_yaml_when_pyyaml_is_importable(
+    emu: Emulator, make_client: MakeClient, tmp_path: Path
+) -> None:
+    pytest.importorskip("yaml", reason="YAML is read only when PyYAML happens to be importable")
+    (tmp_path / "oculus.yaml").write_text(
+        "custom_capabilities:\n  reports.generate:\n    description: monthly\n"
+    )
+    client = make_client(project_file=str(tmp_path))
+    client.startup()
+    assert custom_of(client) == {"reports.generate": {"description": "monthly"}}
+
+
 def test_a_map_refresh_never_erases_custom_capabilities(
     emu: Emulator, make_client: MakeClient, tmp_path: Path, clock: ManualClock
 ) -> None:

@@ -112,6 +112,39 @@ def test_a_token_signed_by_a_key_the_issuer_no_longer_publishes_is_refused(
     assert type(raised.value.cause).__name__ == "KeyNotFoundError"
 
 
+@pytest.mark.parametrize(
+    "how,error",
+    [
+        ("expired", "ExpiredTokenError"),
+        ("no exp", "MalformedTokenError"),
+        ("not yet valid", "ImmatureTokenError"),
+        ("unknown kid", "KeyNotFoundError"),
+        ("alg none", "UnsupportedAlgorithmError"),
+    ],
+)
+def test_every_kind_of_unverifiable_token_is_refused(
+    emu: Emulator, make_client: MakeClient, how: str, error: str
+) -> None:
+    """Official flaw C6: no leeway, and a token without exp never expired; S3: nothing verified."""
+    if how == "expired":
+        token = emu.issue_token(AGENT, "stripe.customers.read", ttl=-120)
+    elif how == "no exp":
+        token = emu.issue_token(AGENT, "stripe.customers.read", claims={"exp": None})
+    elif how == "not yet valid":
+        future = int(emu.clock.time()) + 3600
+        token = emu.issue_token(AGENT, "stripe.customers.read", claims={"nbf": future, "iat": future})
+    elif how == "unknown kid":
+        token = emu.issue_token(AGENT, "stripe.customers.read", header={"kid": "not-a-published-key"})
+    else:
+        header, payload, _ = emu.issue_token(AGENT, "stripe.customers.read").split(".")
+        none = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+        token = none + "." + payload + "."
+    emu.set_faults([{"path": "/oauth/token", "status": 200, "body": token_body(emu, token)}])
+    with pytest.raises(OculusStartupError) as raised:
+        make_client().startup()
+    assert (raised.value.step, type(raised.value.cause).__name__) == ("verify_token", error)
+
+
 def test_an_unverifiable_token_with_fail_closed_false_starts_but_enforces_nothing(
     emu: Emulator, make_client: MakeClient, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
