@@ -27,9 +27,10 @@ R = TypeVar("R")
 class TaskContext:
     """The context of one agent task, made by ``client.task(task_id)``.
 
-    Usable as ``with`` and ``async with``; while inside, every enforced tool call records and
-    checks against ``task_id``. One object may be entered again (nested) but by one thread or
-    asyncio task at a time; ``client.task(...)`` is cheap, so make one per use.
+    Usable as ``with`` and ``async with``; entering starts a client not started yet; while
+    inside, every enforced tool call records and checks against ``task_id``. One object may be
+    entered again (nested) but by one thread or asyncio task at a time; ``client.task(...)`` is
+    cheap, so make one per use.
 
     Example::
 
@@ -57,6 +58,10 @@ class TaskContext:
     # -- scoping --------------------------------------------------------------------------------
 
     def __enter__(self) -> "TaskContext":
+        try:  # starts a client not started yet (OculusStartupError, ClientClosedError raise here)
+            self._client._governance_state()
+        except (TokenExpiredError, TokenRevokedException):
+            pass  # no valid token right now: every check inside says so
         self._tokens.append(task_var.set(self._task_id))
         return self
 
@@ -64,7 +69,12 @@ class TaskContext:
         task_var.reset(self._tokens.pop())
 
     async def __aenter__(self) -> "TaskContext":
-        return self.__enter__()
+        try:
+            await self._client._agovernance_state()
+        except (TokenExpiredError, TokenRevokedException):
+            pass
+        self._tokens.append(task_var.set(self._task_id))
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.__exit__()

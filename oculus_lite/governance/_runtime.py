@@ -28,6 +28,8 @@ from .._secret import Secret
 from ..exceptions import (
     AuthenticationError,
     ClientClosedError,
+    InvalidResponseError,
+    InvalidTokenError,
     NotFoundError,
     OculusError,
     OculusStartupError,
@@ -52,6 +54,7 @@ log = logging.getLogger("oculus_lite.governance")
 
 STEP_TOKEN = "fetch_token"
 STEP_JWKS = "fetch_jwks"
+STEP_VERIFY = "verify_token"
 STEP_PROJECT = "load_project_file"
 STEP_MAP = "fetch_capability_map"
 STEP_REVOCATION = "fetch_revocation_list"
@@ -60,6 +63,11 @@ STEP_CREDENTIALS = "fetch_credentials"
 _RETRYABLE = (STEP_MAP, STEP_REVOCATION, STEP_CREDENTIALS)
 _STARTUP = "startup"
 _SYNC_POLICY = RetryPolicy(retries=1)
+
+
+def _service_token(entry: Entry) -> str:
+    token = (entry.extra or {}).get("sdk_service_token")
+    return token if isinstance(token, str) else ""
 
 
 class Runtime:
@@ -96,6 +104,7 @@ class Runtime:
 
     def startup_plan(self, client: "Client") -> Plan[None]:
         """Start once; concurrent and later callers share the first run (idempotent)."""
+        client._check_open()
         while not self.started:
             flight, lead = self._flights.lead_or_join(_STARTUP)
             if not lead:
@@ -128,15 +137,39 @@ class Runtime:
 
         entry: Optional[Entry] = None
         claims: Optional[Mapping[str, Any]] = None
+        done: List[str] = []
         try:
             entry = yield from client._entry_plan_for(self.key, self.key)
         except OculusError as exc:
             failed(STEP_TOKEN, exc)
         if entry is not None:
-            try:
-                claims = yield from self._verify_plan(client, entry)
+            try:  # before verifying: a token revoked already is refused (and replaced) now
+                yield from client._revocation_list().refresh_plan()
+                done.append(STEP_REVOCATION)
             except OculusError as exc:
-                failed(STEP_JWKS, exc)
+                failed(STEP_REVOCATION, exc)
+            for attempt in (1, 2):
+                try:
+                    claims = yield from self._verify_plan(client, entry)
+                except TokenRevokedException as exc:
+                    if attempt == 2:
+                        failed(STEP_VERIFY, exc)
+                        entry = None
+                        break
+                    yield from client._invalidate_token(entry.token)  # replaced once
+                    try:
+                        entry = yield from client._entry_plan_for(self.key, self.key)
+                    except OculusError as exc:
+                        failed(STEP_TOKEN, exc)
+                        entry = None
+                        break
+                    continue
+                except InvalidTokenError as exc:
+                    failed(STEP_VERIFY, exc)
+                    entry = None  # refused: nothing is loaded on the strength of it
+                except OculusError as exc:
+                    failed(STEP_JWKS, exc)
+                break
         try:
             self._custom = load_project_file(self._project_file).custom_capabilities
             self._map = self._map.with_custom(self._custom)
@@ -150,11 +183,9 @@ class Runtime:
             # A delegated client given no service token has no map, credentials or audit (as the
             # official SDK): that is its configuration, not a failure.
             log.warning("delegated client without sdk_service_token: no capability map, credentials or audit")
-            yield from client._revocation_list().refresh_plan()
         elif entry is not None:
             for step, plan in (
                 (STEP_MAP, self._map_plan(client, entry)),
-                (STEP_REVOCATION, client._revocation_list().refresh_plan()),
                 (STEP_CREDENTIALS, self._credentials_plan(client, entry)),
             ):
                 try:
@@ -162,7 +193,12 @@ class Runtime:
                 except OculusError as exc:
                     failed(step, exc)
         else:
-            failures.update({step: "no agent token" for step in _RETRYABLE})
+            skipped = [step for step in _RETRYABLE if step not in failures and step not in done]
+            failures.update({step: "no agent token" for step in skipped})
+            log.warning(
+                "startup steps %s skipped: no verified agent token; retrying in the background",
+                ", ".join(skipped),
+            )
         with self._lock:
             self.failed = failures
             if entry is not None and claims is not None:
@@ -195,9 +231,19 @@ class Runtime:
                 return state
             try:
                 claims = yield from self._verify_plan(client, entry)
+            except TokenRevokedException:
+                if attempt == 2:
+                    raise
+                yield from client._invalidate_token(entry.token)  # revoked before the cache knew
+                continue
             except OculusError as exc:
+                # Refused (a bad signature, an unknown key, another issuer...) or unverifiable now
+                # (the JWKS cannot be fetched): never enforce on it. The background sync drops a
+                # refused token and fetches another.
                 raise TokenExpiredError(
-                    "the agent token does not verify ({}: {})".format(type(exc).__name__, exc.message)
+                    "no valid agent token can be had: the current one does not verify ({}: {})".format(
+                        type(exc).__name__, exc.message
+                    )
                 ) from exc
             with self._lock:
                 state = self._publish(entry, claims)
@@ -229,27 +275,56 @@ class Runtime:
     # ------------------------------------------------------------------ background sync
 
     def sync_plan(self, client: "Client") -> Plan[None]:
-        """One background round: retry failed steps, refresh the map (304 keeps it) and the
+        """One background round: verify and publish a renewed agent token (a refused one is
+        dropped and replaced once), retry failed steps, refresh the map (304 keeps it) and the
         credentials, rebuild the state if anything changed."""
-        entry = yield from client._entry_plan_for(self.key, self.key)
-        if not (entry.extra or {}).get("sdk_service_token") and client._delegated is not None:
-            return  # nothing to sync without a service token
         retry = dict(self.failed)
-        if STEP_JWKS in retry or STEP_TOKEN in retry or self.current[0] is None:
-            claims = yield from self._verify_plan(client, entry)
+        changed = False
+        if STEP_PROJECT in retry:
+            self._custom = load_project_file(self._project_file).custom_capabilities
             with self._lock:
-                self._publish(entry, claims)
-            retry.pop(STEP_JWKS, None)
-            retry.pop(STEP_TOKEN, None)
+                self._map = self._map.with_custom(self._custom)
+            changed = True
+        entry = yield from self._sync_entry_plan(client)
+        if not (entry.extra or {}).get("sdk_service_token") and client._delegated is not None:
+            return  # a delegated client given no service token has nothing more to sync
         if STEP_REVOCATION in retry:
             yield from client._revocation_list().refresh_plan()
-        yield from self._map_plan(client, entry)
-        yield from self._credentials_plan(client, entry)
+        changed = (yield from self._map_plan(client, entry)) or changed
+        changed = (yield from self._credentials_plan(client, entry)) or changed
         with self._lock:
             if self.failed:
                 log.info("governance sync recovered: %s", ", ".join(sorted(self.failed)))
             self.failed = {}
-        self._rebuild()
+        if changed:
+            self._rebuild()
+
+    def _sync_entry_plan(self, client: "Client") -> Plan[Entry]:
+        """The agent token, verified and published when it is not the one the state was built
+        from; a revoked or refused token is dropped and replaced once."""
+        for attempt in (1, 2):
+            try:
+                entry = yield from client._entry_plan_for(self.key, self.key)
+            except TokenRevokedException:
+                if attempt == 2:
+                    raise
+                continue
+            if self.current[1] is entry:
+                return entry
+            try:
+                claims = yield from self._verify_plan(client, entry)
+            except (InvalidTokenError, TokenRevokedException) as exc:
+                yield from client._invalidate_token(entry.token)
+                if attempt == 2:
+                    with self._lock:
+                        self.failed = dict(self.failed, **{STEP_VERIFY: type(exc).__name__})
+                    raise
+                continue
+            with self._lock:
+                self._publish(entry, claims)
+            client._renewed_agent_token(self, entry)
+            return entry
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ the v1 endpoints
 
@@ -275,10 +350,12 @@ class Runtime:
     def _get_plan(
         self, client: "Client", entry: Entry, path: str, what: str, etag: Optional[str] = None
     ) -> Plan[Response]:
-        """GET a service-token route; a 401 (expired service token) renews the token once."""
+        """GET a service-token route with the newest service token; a 401 (an expired service
+        token) renews it once, unless someone else (the audit worker) already did."""
         for attempt in (1, 2):
+            entry = self._service_entry(client, entry)
             request = self._service_request(client, entry, path, etag)
-            token = Secret((entry.extra or {}).get("sdk_service_token") or "")
+            token = _service_token(entry)
             try:
                 return (
                     yield from send_plan(
@@ -287,14 +364,31 @@ class Runtime:
                         deadline=client._now() + client._timeout,
                         clock=client._clock,
                         what=what,
-                        secrets=(token,),
+                        secrets=(Secret(token),),
                     )
                 )
             except AuthenticationError:
                 if attempt == 2:
                     raise
-                entry = yield from client._refetch_plan(self.key)
+                newer = self._service_entry(client, entry)
+                if _service_token(newer) == token:
+                    newer = yield from client._refetch_plan(self.key)
+                entry = newer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _service_entry(self, client: "Client", entry: Entry) -> Entry:
+        """The cached agent-token entry when it is usable and carries a service token (a renewal
+        by anyone supersedes the entry a round started with), else ``entry``."""
+        with client._lock:
+            cached = client._cache.get(self.key)
+        if (
+            cached is not None
+            and cached.revoked_jti is None
+            and client._now() < cached.expires
+            and _service_token(cached)
+        ):
+            return cached
+        return entry
 
     def _map_plan(self, client: "Client", entry: Entry) -> Plan[bool]:
         """Refresh the capability map; True when it changed (a 304 or a bad map keeps it)."""
@@ -303,14 +397,21 @@ class Runtime:
             client, entry, "/v1/sync/capability-maps", "fetching the capability map", current.etag
         )
         if response.status == 304:
+            if current.etag is None:  # we sent no If-None-Match: there is nothing to keep
+                raise InvalidResponseError(
+                    "the capability map route answered 304 Not Modified to a request without "
+                    "If-None-Match, so no map was loaded",
+                    status_code=304,
+                )
             return False
         fresh = current.refreshed(parse_json(response, "capability map"), etag=response.header("etag"))
         with self._lock:
             self._map = fresh
         return True
 
-    def _credentials_plan(self, client: "Client", entry: Entry) -> Plan[None]:
-        """Fetch the credentials of every integration of the map (a 404 means it has none)."""
+    def _credentials_plan(self, client: "Client", entry: Entry) -> Plan[bool]:
+        """Fetch the credentials of every integration of the map (a 404 means it has none);
+        True when they changed."""
         values: Dict[str, Dict[str, str]] = {}
         problems: List[str] = []
         for integration in self._map.integration_names():
@@ -327,12 +428,12 @@ class Runtime:
             values.setdefault(integration, {})[credential_type] = value
         credentials = Credentials(values)
         with self._lock:
+            changed = credentials != self._credentials
             self._credentials = credentials
         if self.audit is not None:
             self.audit.add_secrets(*credentials.secrets())
         if problems:
-            from ..exceptions import InvalidResponseError
-
             raise InvalidResponseError(
                 "credentials for {} came back without a usable value".format(", ".join(sorted(problems)))
             )
+        return changed

@@ -588,11 +588,27 @@ class Client:
     def _start_governance(self, gov: "Runtime", entry: Optional[Entry]) -> None:
         """After startup: background sync and the audit emitter."""
         self._worker.schedule("governance", gov.sync_interval if not gov.failed else 1.0, _governance_job)
-        state = gov.current[0]
-        service_token = (entry.extra or {}).get("sdk_service_token") if entry is not None else None
-        if gov.audit is None and state is not None and service_token:
-            from ..governance._audit import AuditEmitter
+        if entry is not None:
+            self._renewed_agent_token(gov, entry)
 
+    def _renewed_agent_token(self, gov: "Runtime", entry: Entry) -> None:
+        """A verified agent token was published: the audit emitter sends with its service token
+        (and is started now if startup could not start it)."""
+        service_token = (entry.extra or {}).get("sdk_service_token")
+        if not service_token:
+            return
+        emitter = gov.audit
+        if emitter is not None:
+            emitter.set_service_token(service_token)
+            return
+        state = gov.current[0]
+        if state is None:
+            return
+        from ..governance._audit import AuditEmitter
+
+        with gov._lock:  # one emitter per client
+            if gov.audit is not None or self._closing.is_set():
+                return
             secret = self._endpoint._secret.reveal() if self._endpoint is not None else None
             emitter = AuditEmitter(
                 self.base_url,
@@ -605,19 +621,24 @@ class Client:
                 request_timeout=self._timeout,
             )
             emitter.add_secrets(*state.credentials.secrets())
-            gov.audit = emitter
             emitter.start()
-
-    def _renewed_agent_token(self, gov: "Runtime", entry: Entry) -> None:
-        service_token = (entry.extra or {}).get("sdk_service_token")
-        if gov.audit is not None and service_token:
-            gov.audit.set_service_token(service_token)
+            gov.audit = emitter
+        if self._closing.is_set():  # stop() began meanwhile and may not have seen it: stop it here
+            emitter.stop(self._timeout)
 
     def _renew_service_token(self) -> Optional[str]:
-        """For the audit emitter, after a 401: a fresh agent token's service token."""
+        """For the audit emitter, after a 401: the service token of a newer agent token than the
+        one it was refused with (the cached one when the sync renewed it already, else fetched)."""
         gov = self._gov
-        if gov is None:
+        if gov is None or gov.audit is None:
             return None
+        refused = gov.audit._token
+        with self._lock:
+            held = self._cache.get(gov.key)
+        if held is not None and held.revoked_jti is None and self._now() < held.expires:
+            newer = (held.extra or {}).get("sdk_service_token")
+            if isinstance(newer, str) and newer and newer != refused:
+                return newer
         entry = run(self._refetch_plan(gov.key), self._transport, self._sleep)
         service_token = (entry.extra or {}).get("sdk_service_token")
         return service_token if isinstance(service_token, str) else None
