@@ -49,6 +49,7 @@ class Backend:
     name = ""
     keep_alive = True
     is_async = False
+    resends_when_safe = False  # resends a resend-safe request once after the keep-alive race
     env_proxies = True  # reads HTTP(S)_PROXY / NO_PROXY from the environment
 
     def factory(self) -> Callable[..., Any]:
@@ -73,21 +74,12 @@ class Backend:
 
 class UrllibBackend(Backend):
     name = "urllib"
-    keep_alive = False
+    resends_when_safe = True
 
     def factory(self) -> Callable[..., Any]:
         from oculus_lite.transport import UrllibTransport
 
         return UrllibTransport
-
-
-class PooledBackend(Backend):
-    name = "pooled"
-
-    def factory(self) -> Callable[..., Any]:
-        from oculus_lite._http._pooled import PooledTransport
-
-        return PooledTransport
 
 
 class RequestsBackend(Backend):
@@ -150,5 +142,5 @@ class Urllib3Backend(Backend):
         return module.Urllib3Transport  # type: ignore[no-any-return]
 
 
-BACKENDS = [UrllibBackend, PooledBackend, RequestsBackend, HttpxBackend, HttpxAsyncBackend, Urllib3Backend]
+BACKENDS = [UrllibBackend, RequestsBackend, HttpxBackend, HttpxAsyncBackend, Urllib3Backend]
 NAMES = [b.name for b in BACKENDS]

@@ -1,0 +1,126 @@
+"""One deadline per call: ``Request.timeout`` bounds connect, headers and body together.
+
+A socket timeout bounds each read, so a server that trickles its status line, headers
+or body one byte at a time resets it forever. Here every read is given only the time
+left in the call instead, with no thread and no timer:
+
+- ``call_deadline(request)`` marks, for the calling thread, when the call must end.
+- ``DeadlineHTTPResponse`` is an ``http.client`` response whose socket reads each get
+  a timeout of the time left (set it as ``response_class`` on a connection class; the
+  core's urllib transport and the urllib3/requests plugins do). The last read times out
+  at the deadline with ``socket.timeout``, which maps to ``NetworkTimeoutError``.
+- ``time_left()`` is what any other backend hook reads (the httpx plugin bounds its
+  stream reads with it).
+
+Connecting and the TLS handshake are bounded by the socket timeout, which transports
+set to the time left when they connect (CPython bounds a whole handshake and a whole
+``sendall`` by it).
+"""
+
+import http.client
+import io
+import socket
+import threading
+import time
+from typing import Any, Optional
+
+from ._models import Request
+
+__all__ = ["DeadlineHTTPResponse", "call_deadline", "time_left"]
+
+_local = threading.local()
+
+
+class _Scope:
+    __slots__ = ("_deadline", "_saved")
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+        self._saved: Optional[float] = None
+
+    def __enter__(self) -> float:
+        saved: Optional[float] = getattr(_local, "deadline", None)
+        self._saved = saved
+        deadline = self._deadline if saved is None else min(saved, self._deadline)
+        _local.deadline = deadline
+        return deadline
+
+    def __exit__(self, *exc_info: object) -> None:
+        _local.deadline = self._saved
+
+
+def call_deadline(request: Request) -> _Scope:
+    """``with call_deadline(request):`` — reads on this thread end by ``request.timeout``
+    from now (a nested scope never extends an outer one). Returns the monotonic deadline."""
+    return _Scope(time.monotonic() + request.timeout)
+
+
+def time_left() -> Optional[float]:
+    """Seconds left for the call this thread is making (``<= 0``: none), or ``None``
+    outside ``call_deadline``."""
+    deadline: Optional[float] = getattr(_local, "deadline", None)
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's own reader (``SocketIO``, which keeps the socket open until the
+    response lets go of it) with each read given only the time left."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> Optional[int]:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        self._sock.settimeout(left)
+        count: Optional[int] = self._raw.readinto(buffer)
+        return count
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``HTTPResponse.__init__`` uses of a socket: ``makefile("rb")``."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class DeadlineHTTPResponse(http.client.HTTPResponse):
+    """An ``http.client`` response whose every socket read is bounded by the deadline of
+    the call in progress on this thread (``call_deadline``); outside one it is a plain
+    ``HTTPResponse``. Use it as the ``response_class`` of an ``http.client`` (or urllib3)
+    connection class::
+
+        class _Connection(urllib3.connection.HTTPConnection):
+            response_class = DeadlineHTTPResponse
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        deadline: Optional[float] = getattr(_local, "deadline", None)
+        if deadline is not None:
+            sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
+        super().__init__(sock, debuglevel, method, url)
