@@ -60,16 +60,16 @@ class UrllibTransport(TransportBase):
             or max_idle_per_origin < 0
         ):
             raise ConfigurationError("max_idle_per_origin must be an int >= 0")
-        if not isinstance(verify, (bool, str)):
-            ssl_context_for(verify)  # type check now, not on the first request
         self._verify = verify
+        # A CA bundle or a context is checked now, not on the first request; the system
+        # context (verify=True) is built on the first HTTPS request (once per process).
         self._trust_env = trust_env
         self._proxies = dict(proxies) if proxies is not None else None
         self._max_idle = max_idle_per_origin
         self._pool: Optional["ConnectionPool"] = None
         self._opener: Optional["urllib.request.OpenerDirector"] = None
         self._direct: Optional["urllib.request.OpenerDirector"] = None
-        self._ctx: Optional["ssl.SSLContext"] = None
+        self._ctx: Optional["ssl.SSLContext"] = None if verify is True else ssl_context_for(verify)
         self._loopback: Dict[str, bool] = {}
         self._lock = threading.Lock()
 

@@ -174,8 +174,8 @@ def test_bad_arguments_are_configuration_errors(kwargs: Dict[str, Any]) -> None:
         t.request(Request("GET", "https://127.0.0.1:1/", timeout=1))
 
 
-def test_repr_hides_configuration() -> None:
-    assert repr(UrllibTransport(verify="/some/ca.pem")) == "UrllibTransport(verify='<custom>')"
+def test_repr_hides_configuration(ca_file: str) -> None:
+    assert repr(UrllibTransport(verify=ca_file)) == "UrllibTransport(verify='<custom>')"
     assert repr(UrllibTransport()) == "UrllibTransport(verify=True)"
 
 
