@@ -178,7 +178,21 @@ def read_body(
     ``DeadlineHTTPResponse``; ``deadline`` here is only checked between chunks."""
     import http.client
 
-    reader = BodyReader(limit, request, resp.getheader("content-encoding"), deadline=deadline)
+    encoding = resp.getheader("content-encoding")
+    length = resp.length
+    if length is not None and _coding(encoding) is None:
+        # Content-Length known, nothing to inflate: refuse an oversized body before
+        # reading it, else read it in one call (short data raises IncompleteRead)
+        if length > limit:
+            raise _too_large(request, limit)
+        if deadline is not None and time.monotonic() > deadline:
+            raise NetworkTimeoutError(
+                "{} {}: the response body did not arrive within {:g} s".format(
+                    request.method, origin(request.url), request.timeout
+                )
+            )
+        return resp.read()
+    reader = BodyReader(limit, request, encoding, deadline=deadline)
     while True:
         if resp.length == 0:  # Content-Length reached: read() marks the response complete
             resp.read()

@@ -69,12 +69,13 @@ def make_headers(pairs: HeaderPairs) -> Mapping[str, str]:
     repeated headers joined with ``", "``. Plugins pass their backend's header pairs."""
     headers = _Headers()
     items: Iterable[Tuple[str, str]] = pairs.items() if isinstance(pairs, Mapping) else pairs
+    seen = dict.get  # plain dict methods: this runs on every response
+    put = dict.__setitem__
     for key, value in items:
-        lkey = str(key).lower()
-        if lkey in headers:
-            dict.__setitem__(headers, lkey, headers[lkey] + ", " + str(value))
-        else:
-            dict.__setitem__(headers, lkey, str(value))
+        lkey = (key if type(key) is str else str(key)).lower()
+        text = value if type(value) is str else str(value)
+        before = seen(headers, lkey)
+        put(headers, lkey, text if before is None else before + ", " + text)
     return headers
 
 

@@ -2,8 +2,9 @@
 with the keep-alive ``http.client`` floor and the official SDK: figures, no verdicts.
 
 "Cold" means a cache miss: every call asks for a scope not fetched before, so each one
-is a full ``POST /oauth/token`` round trip (the emulator's token signing included, the
-same for every row). The emulator runs in its own process, so the client's GIL is not
+is a full ``POST /oauth/token`` round trip, answered with a canned signed token (the
+emulator's pure-Python signing would otherwise dominate every row). The emulator runs
+in its own process, so the client's GIL is not
 shared with the server; HTTPS is the emulator's socket wrapped with a throwaway
 certificate (made with the openssl CLI). Rows take turns in rounds, so machine noise
 spreads over all of them alike.
@@ -47,14 +48,19 @@ for _path in [ROOT] + sorted((ROOT / "transports").glob("oculus_lite_*")):
 
 CLIENT_ID, SECRET = "bench-agent", "bench-secret-0123456789"
 
-# The emulator has no TLS option: the benchmark wraps its listening socket (a private
-# attribute, acceptable in a benchmark) so the handler threads do the TLS handshakes.
+# The emulator signs each token with pure-Python RSA (milliseconds), which would swamp
+# what is measured here: as in bench_compare.py, /oauth/token answers with one canned,
+# really signed token through a fault rule. The emulator has no TLS option: the
+# benchmark wraps its listening socket (a private attribute, acceptable in a benchmark),
+# so the handler threads do the TLS handshakes.
 _SERVER = r"""
 import json, ssl, sys
 from oculus_lite.emulator import Emulator
 plain, secure = Emulator().start(), Emulator().start()
 for emu in (plain, secure):
     emu.add_agent(sys.argv[3], sys.argv[4], scopes=["bench:*"], token_ttl=3600)
+    body = {"access_token": emu.issue_token(), "expires_in": 3600, "token_type": "Bearer", "scope": "bench:x"}
+    emu.set_faults([{"path": "/oauth/token", "method": "POST", "kind": "status", "status": 200, "body": body}])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 server = secure._server
@@ -70,10 +76,11 @@ Make = Callable[[str, Optional[str]], Tuple[Fetch, Callable[[], None]]]
 def _certificates(directory: Path) -> Tuple[Path, Path, Path]:
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from conformance._server import make_certificates
+        server = importlib.import_module("conformance._server")  # the conformance suite's throwaway CA
     finally:
         sys.path.pop(0)
-    return make_certificates(directory)
+    made: Tuple[Path, Path, Path] = server.make_certificates(directory)
+    return made
 
 
 @contextlib.contextmanager
@@ -207,24 +214,33 @@ def _optional(module: str, what: str) -> Any:
         return None
 
 
+def _verifying(cls: Any) -> Callable[[Optional[str]], Any]:
+    def build(ca: Optional[str]) -> Any:
+        return cls(verify=ca or True)
+
+    return build
+
+
+def _default(ca: Optional[str]) -> None:
+    return None  # the client builds its default transport (with verify=ca)
+
+
 def _rows() -> List[Tuple[str, Make]]:
     rows: List[Tuple[str, Make]] = [
         ("http.client keep-alive (floor)", _floor),
         ("UrllibTransport only (no client)", _transport_only),
-        ("oculus_lite default (urllib)", _client(lambda ca: None)),
+        ("oculus_lite default (urllib)", _client(_default)),
     ]
     plugin = _optional("oculus_lite_requests", "requests plugin (pip install oculus-lite-requests)")
     if plugin is not None:
-        rows.append(("requests", _client(lambda ca, p=plugin: p.RequestsTransport(verify=ca or True))))
+        rows.append(("requests", _client(_verifying(plugin.RequestsTransport))))
     plugin = _optional("oculus_lite_httpx", "httpx plugin (pip install oculus-lite-httpx)")
     if plugin is not None:
-        rows.append(("httpx (sync)", _client(lambda ca, p=plugin: p.HttpxTransport(verify=ca or True))))
-        rows.append(
-            ("httpx (async, native)", _async_client(lambda ca, p=plugin: p.HttpxTransport(verify=ca or True)))
-        )
+        rows.append(("httpx (sync)", _client(_verifying(plugin.HttpxTransport))))
+        rows.append(("httpx (async, native)", _async_client(_verifying(plugin.HttpxTransport))))
     plugin = _optional("oculus_lite_urllib3", "urllib3 plugin (pip install oculus-lite-urllib3)")
     if plugin is not None:
-        rows.append(("urllib3", _client(lambda ca, p=plugin: p.Urllib3Transport(verify=ca or True))))
+        rows.append(("urllib3", _client(_verifying(plugin.Urllib3Transport))))
     sdk = _optional("oculus_sdk", "official SDK (goantiai-sdk is not installed here)")
     if sdk is not None:
         rows.append(("goantiai-sdk {} (official)".format(_version("goantiai-sdk")), _sdk(sdk)))
