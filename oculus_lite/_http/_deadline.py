@@ -62,45 +62,36 @@ def time_left() -> Optional[float]:
     return None if deadline is None else deadline - time.monotonic()
 
 
-class _DeadlineReader(io.RawIOBase):
-    """The socket's own reader (``SocketIO``, which keeps the socket open until the
-    response lets go of it) with each read given only the time left."""
+class _DeadlineReader(socket.SocketIO):
+    """The socket's own raw reader, with each read given only the time left."""
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self._raw = sock.makefile("rb", buffering=0)
+        super().__init__(sock, "rb")
+        self._timed = sock
         self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> Optional[int]:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("timed out")
-        self._sock.settimeout(left)
-        count: Optional[int] = self._raw.readinto(buffer)
-        return count
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
+        self._timed.settimeout(left)
+        return super().readinto(buffer)
 
 
 class _DeadlineSocket:
     """What ``HTTPResponse.__init__`` uses of a socket: ``makefile("rb")``."""
+
+    __slots__ = ("_sock", "_deadline")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self._sock = sock
         self._deadline = deadline
 
     def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+        # as socket.makefile does: the socket stays open until this reader is closed
+        raw = _DeadlineReader(self._sock, self._deadline)
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        return io.BufferedReader(raw)
 
 
 class DeadlineHTTPResponse(http.client.HTTPResponse):

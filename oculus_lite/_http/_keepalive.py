@@ -54,6 +54,7 @@ _Key = Tuple[str, str, Optional[str], Optional[str]]
 _Idle = Dict[_Key, List[Tuple[float, http.client.HTTPConnection]]]
 # Failures of a reused connection that mean "the server had already closed it".
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+_HAS_POLL = hasattr(select, "poll")
 
 
 class _PooledResponse(DeadlineHTTPResponse):
@@ -87,7 +88,7 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     if pending is not None and pending():
         return True
     try:
-        if hasattr(select, "poll"):
+        if _HAS_POLL:
             poller = select.poll()
             poller.register(sock, select.POLLIN)
             return bool(poller.poll(0))
@@ -200,6 +201,8 @@ class _Reaper:
 
     def wake_in(self, seconds: float) -> None:
         when = time.monotonic() + seconds
+        if when >= self._wake_at and self._thread is not None:
+            return  # already due to wake up earlier (read without the lock: at worst we take it)
         with self._cond:
             if when >= self._wake_at and self._thread is not None:
                 return  # already due to wake up earlier (the common case: no notify)
@@ -254,10 +257,9 @@ def _open(
     host = req.host
     if not host:
         raise urllib.error.URLError("no host given")
-    headers = dict(req.unredirected_hdrs)
-    headers.update((k, v) for k, v in req.headers.items() if k not in headers)
-    headers = {name.title(): value for name, value in headers.items()}
-    tunnel: Optional[str] = getattr(req, "_tunnel_host", None)  # set by ProxyHandler for https
+    # as urllib's do_open: unredirected headers (Host, Content-Length...) win, names title-cased
+    headers = {name.title(): value for name, value in {**req.headers, **req.unredirected_hdrs}.items()}
+    tunnel: Optional[str] = req._tunnel_host  # type: ignore[attr-defined]  # set by ProxyHandler for https
     proxy_auth = headers.pop("Proxy-Authorization", None) if tunnel else None
     key: _Key = ("https" if context is not None else "http", host, tunnel, proxy_auth)
     left = time_left()
