@@ -4,7 +4,8 @@ A socket timeout bounds each read, so a server that trickles its status line, he
 or body one byte at a time resets it forever. Here every read is given only the time
 left in the call instead, with no thread and no timer:
 
-- ``call_deadline(request)`` marks, for the calling thread, when the call must end.
+- ``call_deadline(request)`` marks, for the calling thread or asyncio task, when the
+  call must end.
 - ``DeadlineHTTPResponse`` is an ``http.client`` response whose socket reads each get
   a timeout of the time left (set it as ``response_class`` on a connection class; the
   core's urllib transport and the urllib3/requests plugins do). The last read times out
@@ -20,45 +21,48 @@ set to the time left when they connect (CPython bounds a whole handshake and a w
 import http.client
 import io
 import socket
-import threading
 import time
+from contextvars import ContextVar, Token
 from typing import Any, Optional
 
 from ._models import Request
 
 __all__ = ["DeadlineHTTPResponse", "call_deadline", "time_left"]
 
-_local = threading.local()
+# A context variable, not a thread-local: each thread and each asyncio task sees its own.
+_current: "ContextVar[Optional[float]]" = ContextVar("oculus_lite_call_deadline", default=None)
 
 
 class _Scope:
-    __slots__ = ("_deadline", "_saved")
+    __slots__ = ("_deadline", "_token")
 
     def __init__(self, deadline: float) -> None:
         self._deadline = deadline
-        self._saved: Optional[float] = None
+        self._token: "Optional[Token[Optional[float]]]" = None
 
     def __enter__(self) -> float:
-        saved: Optional[float] = getattr(_local, "deadline", None)
-        self._saved = saved
-        deadline = self._deadline if saved is None else min(saved, self._deadline)
-        _local.deadline = deadline
+        outer = _current.get()
+        deadline = self._deadline if outer is None else min(outer, self._deadline)
+        self._token = _current.set(deadline)
         return deadline
 
     def __exit__(self, *exc_info: object) -> None:
-        _local.deadline = self._saved
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
 
 def call_deadline(request: Request) -> _Scope:
-    """``with call_deadline(request):`` — reads on this thread end by ``request.timeout``
-    from now (a nested scope never extends an outer one). Returns the monotonic deadline."""
+    """``with call_deadline(request):`` — reads in this thread (or asyncio task) end by
+    ``request.timeout`` from now (a nested scope never extends an outer one). Returns the
+    monotonic deadline."""
     return _Scope(time.monotonic() + request.timeout)
 
 
 def time_left() -> Optional[float]:
-    """Seconds left for the call this thread is making (``<= 0``: none), or ``None``
-    outside ``call_deadline``."""
-    deadline: Optional[float] = getattr(_local, "deadline", None)
+    """Seconds left for the call this thread or task is making (``<= 0``: none), or
+    ``None`` outside ``call_deadline``."""
+    deadline = _current.get()
     return None if deadline is None else deadline - time.monotonic()
 
 
@@ -111,7 +115,7 @@ class DeadlineHTTPResponse(http.client.HTTPResponse):
         method: Optional[str] = None,
         url: Optional[str] = None,
     ) -> None:
-        deadline: Optional[float] = getattr(_local, "deadline", None)
+        deadline = _current.get()
         if deadline is not None:
             sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
         super().__init__(sock, debuglevel, method, url)

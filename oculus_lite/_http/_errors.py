@@ -36,13 +36,18 @@ def map_backend_error(
     truncated: Tuple[type, ...] = (),
 ) -> NetworkError:
     """For plugins: the NetworkError for what a third-party backend raised. The real socket or
-    HTTP error under the backend's wrappers decides; failing that, the backend's own timeout
-    types mean a timeout and its protocol-error types mean a reply cut short."""
+    HTTP error under the backend's wrappers decides (urllib3 raises a refused connection as
+    a subclass of its timeout type); failing that, the backend's own ``timeouts`` types mean
+    a timeout and its ``truncated`` types mean a reply cut short."""
     import http.client
     import socket
+    import ssl
 
     chain = exception_chain(exc)
-    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
+    waits = (ssl.SSLWantReadError, ssl.SSLWantWriteError)  # "not yet": left behind by a timeout
+    roots = [
+        e for e in chain if isinstance(e, (OSError, http.client.HTTPException)) and not isinstance(e, waits)
+    ]
     root = roots[-1] if roots else None
     if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
         return map_transport_error(root, request)

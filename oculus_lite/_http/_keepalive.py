@@ -63,6 +63,21 @@ class _PooledResponse(DeadlineHTTPResponse):
     lease: Optional[Tuple["ConnectionPool", _Key, http.client.HTTPConnection, int]] = None
 
 
+def _connect(
+    address: Tuple[str, int], timeout: Optional[float], source_address: Optional[Tuple[str, int]] = None
+) -> socket.socket:
+    """``socket.create_connection``, then the TLS handshake (or CONNECT) gets only the time
+    left in the call, not a fresh timeout."""
+    sock = socket.create_connection(address, timeout, source_address)
+    left = time_left()
+    if left is not None:
+        if left <= 0:
+            sock.close()
+            raise socket.timeout("timed out")
+        sock.settimeout(left)
+    return sock
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     response_class = _PooledResponse
 
@@ -276,6 +291,7 @@ def _open(
                 conn = _HTTPSConnection(host, timeout=timeout, context=context)
             else:
                 conn = _HTTPConnection(host, timeout=timeout)
+            conn._create_connection = _connect  # type: ignore[union-attr]  # http.client's hook
             if tunnel:
                 conn.set_tunnel(tunnel, headers={"Proxy-Authorization": proxy_auth} if proxy_auth else None)
         else:

@@ -6,6 +6,7 @@ something, and ``verify`` lost on the way to a transport built by name."""
 
 import gzip
 import json
+import socket
 import tracemalloc
 import zlib
 
@@ -35,6 +36,15 @@ def test_a_trickled_reply_ends_at_the_deadline(harness: Harness, server: Scripte
     # Cut off near the deadline: ~10 bytes sent of 500+. A transport that waited per read
     # (or kept the socket open after giving up) lets the server send it all.
     assert 0 <= sent < total // 4, (sent, total)
+
+
+def test_a_server_silent_in_the_tls_handshake_ends_at_the_deadline(harness: Harness) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # accepted by the kernel, never answered
+        url = "https://127.0.0.1:{}/echo".format(listener.getsockname()[1])
+        with pytest.raises(NetworkTimeoutError):
+            harness.get(harness.make(), url, timeout=TIMEOUT)
 
 
 # ----------------------------------------------------------------------------- compression

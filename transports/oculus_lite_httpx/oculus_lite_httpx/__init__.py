@@ -9,16 +9,16 @@ failures mapped to ``NetworkError``.
 
 or, once installed, ``Client(..., transport="httpx")``.
 
-The deadline: an ``arequest`` runs under ``asyncio.wait_for``. A blocking ``request``
-bounds every socket read by the time left in the call: httpcore's ``trace`` extension
-hands over each new network stream, whose ``read`` is then given at most the time
-left (``oculus_lite.transport.time_left``); streams opened before this transport first
-used a client of yours keep per-read timeouts.
+The deadline: httpcore's ``trace`` extension hands over each new network stream, whose
+``read`` is then given at most the time left in the call
+(``oculus_lite.transport.time_left``), in ``request`` and ``arequest`` alike; httpx's own
+timeouts (``Request.timeout`` each) bound connecting and the TLS handshake. No task is
+cancelled (cancelling httpx mid-handshake leaks its socket). Streams a client of yours
+opened before this transport first used it keep per-read timeouts.
 """
 
 import asyncio
 import http.cookiejar
-import socket
 import threading
 from typing import Any, AsyncIterator, Dict, Iterator, Optional, Union
 
@@ -40,7 +40,6 @@ from oculus_lite.transport import (
     body_for,
     call_deadline,
     is_loopback_host,
-    map_transport_error,
     mapped_errors,
     read_chunks,
     ssl_context_for,
@@ -57,27 +56,51 @@ _TRUNCATED = (httpx.RemoteProtocolError,)
 _NEW_STREAM = (".connect_tcp.complete", ".start_tls.complete")
 
 
-def _bound_reads(event: str, info: Dict[str, Any]) -> None:
-    """httpcore ``trace`` hook: give each new network stream's reads at most the time
-    left in the call being made on the reading thread."""
+def _read_timeout(timeout: Optional[float]) -> Optional[float]:
+    """The read timeout httpcore asked for, cut to the time left in the call."""
+    left = time_left()
+    if left is None:
+        return timeout
+    if left <= 0:
+        raise httpcore.ReadTimeout("the call's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+def _new_stream(event: str, info: Dict[str, Any]) -> Any:
     if not event.endswith(_NEW_STREAM):
-        return
+        return None
     stream = info.get("return_value")
-    read = getattr(stream, "read", None)
-    if read is None or getattr(read, "bounded_by_deadline", False):
-        return
+    if stream is None or getattr(stream, "_oculus_bounded", False):
+        return None
+    stream._oculus_bounded = True
+    return stream
 
-    def bounded_read(max_bytes: int, timeout: Optional[float] = None) -> bytes:
-        left = time_left()
-        if left is not None:
-            if left <= 0:
-                raise httpcore.ReadTimeout("the call's deadline has passed")
-            timeout = left if timeout is None else min(timeout, left)
-        data: bytes = read(max_bytes, timeout)
-        return data
 
-    bounded_read.bounded_by_deadline = True  # type: ignore[attr-defined]
-    stream.read = bounded_read  # type: ignore[union-attr]
+def _bound_reads(event: str, info: Dict[str, Any]) -> None:
+    """httpcore ``trace`` hook (blocking side): each new network stream's reads get at most
+    the time left in the call being made (``call_deadline``)."""
+    stream = _new_stream(event, info)
+    if stream is not None:
+        read = stream.read
+
+        def bounded_read(max_bytes: int, timeout: Optional[float] = None) -> bytes:
+            data: bytes = read(max_bytes, _read_timeout(timeout))
+            return data
+
+        stream.read = bounded_read
+
+
+async def _abound_reads(event: str, info: Dict[str, Any]) -> None:
+    """The same hook for the async client (httpcore awaits async trace callbacks)."""
+    stream = _new_stream(event, info)
+    if stream is not None:
+        read = stream.read
+
+        async def bounded_read(max_bytes: int, timeout: Optional[float] = None) -> bytes:
+            data: bytes = await read(max_bytes, _read_timeout(timeout))
+            return data
+
+        stream.read = bounded_read
 
 
 class HttpxTransport(TransportBase):
@@ -130,14 +153,14 @@ class HttpxTransport(TransportBase):
             cookies=no_cookies,
         )
 
-    def _build(self, client: Any, request: Request, trace: bool) -> "httpx.Request":
+    def _build(self, client: Any, request: Request, trace: Any) -> "httpx.Request":
         req: httpx.Request = client.build_request(
             request.method,
             request.url,
             content=body_for(request),
             headers=list(wire_headers(request).items()),
             timeout=httpx.Timeout(request.timeout),
-            extensions={"trace": _bound_reads} if trace else None,
+            extensions={"trace": trace},
         )
         return req
 
@@ -162,7 +185,9 @@ class HttpxTransport(TransportBase):
             request, *_ERRORS, timeouts=_TIMEOUTS, truncated=_TRUNCATED
         ):
             client = self._sync_client(request.url)
-            resp = client.send(self._build(client, request, True), stream=True, follow_redirects=False)
+            resp = client.send(
+                self._build(client, request, _bound_reads), stream=True, follow_redirects=False
+            )
             try:
                 chunks = resp.iter_raw()  # raw: inflated under the cap by read_chunks
                 try:
@@ -211,29 +236,27 @@ class HttpxTransport(TransportBase):
             return self._async
 
     async def arequest(self, request: Request) -> Response:
-        with mapped_errors(request, *_ERRORS, timeouts=_TIMEOUTS, truncated=_TRUNCATED):
+        with call_deadline(request), mapped_errors(
+            request, *_ERRORS, timeouts=_TIMEOUTS, truncated=_TRUNCATED
+        ):
+            client = self._async_for(request.url)
+            resp = await client.send(
+                self._build(client, request, _abound_reads), stream=True, follow_redirects=False
+            )
             try:
-                return await asyncio.wait_for(self._arequest(request), request.timeout)
-            except asyncio.TimeoutError as exc:  # the whole call, not one read, ran out of time
-                raise map_transport_error(socket.timeout(), request) from exc
-
-    async def _arequest(self, request: Request) -> Response:
-        client = self._async_for(request.url)
-        resp = await client.send(self._build(client, request, False), stream=True, follow_redirects=False)
-        try:
-            chunks = resp.aiter_raw()
-            try:
-                data = await aread_chunks(
-                    chunks,
-                    self.max_response_bytes,
-                    request,
-                    content_encoding=resp.headers.get("content-encoding"),
-                )
+                chunks = resp.aiter_raw()  # raw: inflated under the cap by aread_chunks
+                try:
+                    data = await aread_chunks(
+                        chunks,
+                        self.max_response_bytes,
+                        request,
+                        content_encoding=resp.headers.get("content-encoding"),
+                    )
+                finally:
+                    await _aclose(chunks)  # now, on this loop: left to GC it needs a loop
             finally:
-                await _aclose(chunks)  # now, on this loop: left to GC it needs a loop
-        finally:
-            await resp.aclose()
-        return Response(resp.status_code, _items(resp), data)
+                await resp.aclose()
+            return Response(resp.status_code, _items(resp), data)
 
     async def aclose(self) -> None:
         """Close every client this transport created (the async ones on this loop)."""
