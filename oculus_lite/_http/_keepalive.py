@@ -40,7 +40,16 @@ from ._deadline import DeadlineHTTPResponse, time_left
 if TYPE_CHECKING:  # pragma: no cover
     import ssl
 
-__all__ = ["IDLE_SECONDS", "ConnectionPool", "KeepAliveHTTPHandler", "KeepAliveHTTPSHandler"]
+__all__ = [
+    "IDLE_SECONDS",
+    "ConnectionPool",
+    "KeepAliveHTTPHandler",
+    "KeepAliveHTTPSHandler",
+    "OpenerDirector",
+    "ProxyHandler",
+    "UnknownHandler",
+    "UrllibRequest",
+]
 
 log = logging.getLogger("oculus_lite.http")
 
@@ -56,11 +65,33 @@ _Idle = Dict[_Key, List[Tuple[float, http.client.HTTPConnection]]]
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 _HAS_POLL = hasattr(select, "poll")
 
+OpenerDirector = urllib.request.OpenerDirector
+ProxyHandler = urllib.request.ProxyHandler
+UnknownHandler = urllib.request.UnknownHandler
+
+
+class UrllibRequest(urllib.request.Request):
+    """urllib's request, carrying whether the keep-alive race may be answered by a resend."""
+
+    may_resend = False
+
 
 class _PooledResponse(DeadlineHTTPResponse):
     """A response that knows the connection it came on, to hand it back when read."""
 
     lease: Optional[Tuple["ConnectionPool", _Key, http.client.HTTPConnection, int]] = None
+
+    def release(self, complete: bool) -> None:
+        """Hand the connection back to its pool when the body was read to the end, close it
+        otherwise (the rest of the body is still on the wire)."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        pool, key, conn, generation = lease
+        if complete and self.isclosed() and not self.will_close:
+            pool.checkin(key, conn, generation)
+        else:
+            conn.close()
 
 
 def _connect(
@@ -281,7 +312,7 @@ def _open(
     if left is not None and left <= 0:
         raise socket.timeout("no time left to send the request")
     timeout = req.timeout if left is None else left
-    resend = bool(getattr(req, "may_resend", False))
+    resend = isinstance(req, UrllibRequest) and req.may_resend
 
     conn, generation = pool.checkout(key)
     reused = conn is not None
@@ -320,20 +351,6 @@ def _open(
     assert isinstance(resp, _PooledResponse)
     resp.lease = (pool, key, conn, generation)
     return resp
-
-
-def release(resp: object, complete: bool) -> None:
-    """Hand a response's connection back to its pool when its body was read to the end,
-    close it otherwise (the rest of the body is still on the wire)."""
-    lease = getattr(resp, "lease", None)
-    if lease is None:
-        return
-    pool, key, conn, generation = lease
-    resp.lease = None  # type: ignore[attr-defined]
-    if complete and isinstance(resp, http.client.HTTPResponse) and resp.isclosed() and not resp.will_close:
-        pool.checkin(key, conn, generation)
-    else:
-        conn.close()
 
 
 class KeepAliveHTTPHandler(urllib.request.HTTPHandler):

@@ -1,11 +1,12 @@
 """The default transport, on ``urllib.request``, with keep-alive connections."""
 
 import threading
-from typing import TYPE_CHECKING, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError
 from ._base import DEFAULT_MAX_RESPONSE_BYTES, TransportBase, body_for, wire_headers
+from ._body import read_body
 from ._deadline import call_deadline
 from ._errors import mapped_errors
 from ._hosts import is_loopback_host
@@ -70,7 +71,8 @@ class UrllibTransport(TransportBase):
         self._opener: Optional["urllib.request.OpenerDirector"] = None
         self._direct: Optional["urllib.request.OpenerDirector"] = None
         self._ctx: Optional["ssl.SSLContext"] = None if verify is True else ssl_context_for(verify)
-        self._loopback: Dict[str, bool] = {}
+        self._routes: Dict[str, Tuple["urllib.request.OpenerDirector", str]] = {}
+        self._urllib_request: Any = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -85,59 +87,76 @@ class UrllibTransport(TransportBase):
         return ctx
 
     def _build(self, proxies: Optional[Mapping[str, str]]) -> "urllib.request.OpenerDirector":
-        import urllib.request
+        # urllib.request and http.client load here, on first use, not with the package
+        from ._keepalive import (
+            ConnectionPool,
+            KeepAliveHTTPHandler,
+            KeepAliveHTTPSHandler,
+            OpenerDirector,
+            ProxyHandler,
+            UnknownHandler,
+            UrllibRequest,
+        )
 
-        from ._keepalive import ConnectionPool, KeepAliveHTTPHandler, KeepAliveHTTPSHandler
+        self._urllib_request = UrllibRequest
 
         if self._pool is None:
             self._pool = ConnectionPool(self._max_idle)
         # No HTTPErrorProcessor: every status comes back as a response, and redirects
         # (handled only through it) are never followed. No cookie processor either.
-        opener = urllib.request.OpenerDirector()
+        opener = OpenerDirector()
         for handler in (
-            urllib.request.ProxyHandler(dict(proxies) if proxies is not None else None),
+            ProxyHandler(dict(proxies) if proxies is not None else None),
             KeepAliveHTTPHandler(self._pool),
             KeepAliveHTTPSHandler(self._pool, self._context),
-            urllib.request.UnknownHandler(),  # file:, ftp:... raise instead of returning None
+            UnknownHandler(),  # file:, ftp:... raise instead of returning None
         ):
             opener.add_handler(handler)
         return opener
 
-    def _opener_for(self, url: str) -> "urllib.request.OpenerDirector":
-        # Loopback never goes through a proxy: a proxy could not reach our 127.0.0.1 anyway.
-        host = urlsplit(url).hostname or ""
-        loopback = self._loopback.get(host)
-        if loopback is None:
-            loopback = self._loopback[host] = is_loopback_host(host)
-        direct = not self._trust_env or loopback
+    def _route(self, url: str) -> Tuple["urllib.request.OpenerDirector", str]:
+        """The opener for ``url`` and its origin host (urllib's ``request_host``), worked
+        out once per URL: a client sends to the same few URLs again and again."""
+        route = self._routes.get(url)
+        if route is not None:
+            return route
+        loopback = is_loopback_host(urlsplit(url).hostname or "")
         with self._lock:
-            if direct:
+            if loopback:  # never through a proxy: a proxy could not reach our 127.0.0.1 anyway
                 if self._direct is None:
-                    self._direct = self._build(self._proxies or {})
-                return self._direct
-            if self._opener is None:
-                self._opener = self._build(self._proxies)
-            return self._opener
+                    self._direct = self._build({})
+                opener = self._direct
+            else:
+                if self._opener is None:
+                    # explicit proxies, else the environment's (None), else none at all
+                    self._opener = self._build(
+                        self._proxies if self._proxies is not None else None if self._trust_env else {}
+                    )
+                opener = self._opener
+        route = (opener, self._urllib_request(url).origin_req_host)
+        if len(self._routes) >= 256:
+            self._routes.clear()
+        self._routes[url] = route
+        return route
 
     def request(self, request: Request) -> Response:
-        import urllib.request
-
-        from ._body import read_body
-        from ._keepalive import release
-
         with call_deadline(request), mapped_errors(request):
-            opener = self._opener_for(request.url)
-            req = urllib.request.Request(
-                request.url, data=body_for(request), headers=wire_headers(request), method=request.method
+            opener, origin = self._route(request.url)
+            req = self._urllib_request(
+                request.url,
+                data=body_for(request),
+                headers=wire_headers(request),
+                origin_req_host=origin,
+                method=request.method,
             )
-            req.may_resend = request.may_resend  # type: ignore[attr-defined]  # read by _keepalive
+            req.may_resend = request.may_resend  # read by _keepalive
             resp = opener.open(req, timeout=request.timeout)
             complete = False
             try:
                 body = read_body(resp, self.max_response_bytes, request)
                 complete = True
             finally:
-                release(resp, complete)
+                resp.release(complete)
             return Response(resp.status, make_headers(resp.getheaders()), body)
 
     def close(self) -> None:

@@ -222,6 +222,15 @@ def test_https_through_a_proxy_reuses_the_tunnel(
         assert tls_server.connections == 1
 
 
+def test_loopback_is_never_sent_to_explicit_proxies(server: ScriptedServer) -> None:
+    with Proxy(server.port) as proxy:
+        with UrllibTransport(proxies={"http": proxy.url, "https": proxy.url}) as t:
+            assert _get(t, server.url("/echo")) == 200
+            assert _get(t, "http://localhost:{}/echo".format(server.port)) == 200
+        assert proxy.seen == []
+        assert server.hit_count("/echo") == 2
+
+
 def test_garbage_collected_transport_closes_its_idle_sockets(server: ScriptedServer) -> None:
     t = UrllibTransport()
     assert _get(t, server.url("/echo")) == 200
