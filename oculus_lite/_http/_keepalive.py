@@ -45,9 +45,6 @@ __all__ = [
     "ConnectionPool",
     "KeepAliveHTTPHandler",
     "KeepAliveHTTPSHandler",
-    "OpenerDirector",
-    "ProxyHandler",
-    "UnknownHandler",
     "UrllibRequest",
 ]
 
@@ -64,10 +61,6 @@ _Idle = Dict[_Key, List[Tuple[float, http.client.HTTPConnection]]]
 # Failures of a reused connection that mean "the server had already closed it".
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 _HAS_POLL = hasattr(select, "poll")
-
-OpenerDirector = urllib.request.OpenerDirector
-ProxyHandler = urllib.request.ProxyHandler
-UnknownHandler = urllib.request.UnknownHandler
 
 
 class UrllibRequest(urllib.request.Request):

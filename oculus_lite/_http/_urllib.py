@@ -88,28 +88,21 @@ class UrllibTransport(TransportBase):
 
     def _build(self, proxies: Optional[Mapping[str, str]]) -> "urllib.request.OpenerDirector":
         # urllib.request and http.client load here, on first use, not with the package
-        from ._keepalive import (
-            ConnectionPool,
-            KeepAliveHTTPHandler,
-            KeepAliveHTTPSHandler,
-            OpenerDirector,
-            ProxyHandler,
-            UnknownHandler,
-            UrllibRequest,
-        )
+        import urllib.request
+
+        from ._keepalive import ConnectionPool, KeepAliveHTTPHandler, KeepAliveHTTPSHandler, UrllibRequest
 
         self._urllib_request = UrllibRequest
-
         if self._pool is None:
             self._pool = ConnectionPool(self._max_idle)
         # No HTTPErrorProcessor: every status comes back as a response, and redirects
         # (handled only through it) are never followed. No cookie processor either.
-        opener = OpenerDirector()
+        opener = urllib.request.OpenerDirector()
         for handler in (
-            ProxyHandler(dict(proxies) if proxies is not None else None),
+            urllib.request.ProxyHandler(dict(proxies) if proxies is not None else None),
             KeepAliveHTTPHandler(self._pool),
             KeepAliveHTTPSHandler(self._pool, self._context),
-            UnknownHandler(),  # file:, ftp:... raise instead of returning None
+            urllib.request.UnknownHandler(),  # file:, ftp:... raise instead of returning None
         ):
             opener.add_handler(handler)
         return opener
