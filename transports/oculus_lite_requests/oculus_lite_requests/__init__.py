@@ -104,7 +104,7 @@ class RequestsTransport(TransportBase):
     Loopback URLs are never proxied, whatever the session or environment says. The
     deadline of a call bounds every read on the connections of our own session; on
     your session's connections (their adapters are yours) each read is bounded by the
-    timeout and the body by the deadline between chunks.
+    timeout, not the call as a whole.
     """
 
     def __init__(

@@ -74,8 +74,7 @@ class Urllib3Transport(TransportBase):
         maxsize: connections kept per host by the pool this transport creates.
 
     The deadline of a call bounds every read on the connections of our own pool; on
-    your pool's connections each read is bounded by the timeout and the body by the
-    deadline between chunks.
+    your pool's connections each read is bounded by the timeout, not the call as a whole.
     """
 
     def __init__(
