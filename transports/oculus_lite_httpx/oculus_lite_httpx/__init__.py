@@ -67,12 +67,16 @@ def _read_timeout(timeout: Optional[float]) -> Optional[float]:
 
 
 def _new_stream(event: str, info: Dict[str, Any]) -> Any:
+    """The network stream a trace event hands over, once (None: nothing to bound)."""
     if not event.endswith(_NEW_STREAM):
         return None
     stream = info.get("return_value")
     if stream is None or getattr(stream, "_oculus_bounded", False):
         return None
-    stream._oculus_bounded = True
+    try:
+        stream._oculus_bounded = True
+    except AttributeError:  # a stream type that takes no new attributes: per-read timeouts only
+        return None
     return stream
 
 
