@@ -23,7 +23,7 @@ import io
 import socket
 import time
 from contextvars import ContextVar, Token
-from typing import Any, Optional
+from typing import Any, ContextManager, Optional
 
 from ._models import Request
 
@@ -52,7 +52,7 @@ class _Scope:
             self._token = None
 
 
-def call_deadline(request: Request) -> _Scope:
+def call_deadline(request: Request) -> ContextManager[float]:
     """``with call_deadline(request):`` — reads in this thread (or asyncio task) end by
     ``request.timeout`` from now (a nested scope never extends an outer one). Returns the
     monotonic deadline."""
