@@ -18,7 +18,7 @@ Rows, per scheme:
 - the requests/httpx/urllib3 plugins and httpx natively async, when importable.
 - the official SDK (goantiai-sdk, ``import oculus_sdk``) when installed.
 
-    python tests/benchmarks/bench_transports.py [--fetches 600] [--rounds 6]
+    python tests/benchmarks/bench_transports.py [--fetches 1200] [--rounds 12] [--scheme both]
     python -m tox run -e bench-transports     # installs the plugins and goantiai-sdk
 """
 
@@ -259,9 +259,12 @@ def _version(dist: str) -> str:
 # ----------------------------------------------------------------------------- run
 
 
-def _measure(url: str, ca: Optional[str], fetches: int, rounds: int) -> Dict[str, List[float]]:
+Samples = Dict[str, List[List[float]]]  # row -> rounds -> seconds per fetch
+
+
+def _measure(url: str, ca: Optional[str], fetches: int, rounds: int) -> Samples:
     made = [(name, *make(url, ca)) for name, make in _rows()]
-    samples: Dict[str, List[float]] = {name: [] for name, _, _ in made}
+    samples: Samples = {name: [] for name, _, _ in made}
     prefix = "s" if ca else "p"
     for name, fetch, _ in made:
         for i in range(20):  # imports, TLS context, first connection: not measured
@@ -270,54 +273,69 @@ def _measure(url: str, ca: Optional[str], fetches: int, rounds: int) -> Dict[str
     counter = 0
     for _ in range(rounds):
         for name, fetch, _ in made:
+            times: List[float] = []
             for _ in range(per_round):
                 counter += 1
                 scope = "bench:{}{}".format(prefix, counter)
                 start = time.perf_counter()
                 token = fetch(scope)
-                samples[name].append(time.perf_counter() - start)
+                times.append(time.perf_counter() - start)
                 assert token.count(".") == 2
+            samples[name].append(times)
     for _, _, close in made:
         close()
     return samples
 
 
-def _table(title: str, samples: Dict[str, List[float]]) -> None:
+def _ratio(samples: Samples, row: str, base: str) -> float:
+    """Median over rounds of (row's median / base's median in that round): rows take turns
+    in each round, so a slow spell of a shared machine hits both sides of each ratio."""
+    return statistics.median(
+        statistics.median(a) / statistics.median(b) for a, b in zip(samples[row], samples[base])
+    )
+
+
+def _table(title: str, samples: Samples) -> None:
     names = list(samples)
-    floor = statistics.median(samples[names[0]])
-    sdk_name = next((n for n in names if "official" in n), None)
-    sdk = statistics.median(samples[sdk_name]) if sdk_name else None
+    floor = names[0]
+    sdk = next((n for n in names if "official" in n), None)
+    flat = {name: sorted(x for times in rounds for x in times) for name, rounds in samples.items()}
     print()
-    print("{}, {} fetches per row, Python {}".format(title, len(samples[names[0]]), sys.version.split()[0]))
+    print(
+        "{}, {} fetches per row in {} rounds, Python {}, load average {:.1f}".format(
+            title, len(flat[floor]), len(samples[floor]), sys.version.split()[0], os.getloadavg()[0]
+        )
+    )
     print("| row | median µs | p90 µs | vs floor | vs official SDK |")
     print("|---|---:|---:|---:|---:|")
     for name in names:
-        xs = sorted(samples[name])
-        med = statistics.median(xs)
+        xs = flat[name]
         print(
             "| {} | {:.0f} | {:.0f} | {:.2f}x | {} |".format(
                 name,
-                med * 1e6,
+                statistics.median(xs) * 1e6,
                 xs[int(len(xs) * 0.9) - 1] * 1e6,
-                med / floor,
-                "{:.2f}x".format(med / sdk) if sdk else "n/a",
+                _ratio(samples, name, floor),
+                "{:.2f}x".format(_ratio(samples, name, sdk)) if sdk else "n/a",
             )
         )
-    default = statistics.median(samples["oculus_lite default (urllib)"])
-    bare = statistics.median(samples["UrllibTransport only (no client)"])
+    default, bare = "oculus_lite default (urllib)", "UrllibTransport only (no client)"
+    client_cost = statistics.median(
+        statistics.median(a) - statistics.median(b) for a, b in zip(samples[default], samples[bare])
+    )
     print(
         "default: {:.2f}x the floor (goal <= 1.3x){}; the client layer's own cost per miss: {:.0f} µs".format(
-            default / floor,
-            ", {:.2f}x the official SDK (goal <= 0.5x)".format(default / sdk) if sdk else "",
-            (default - bare) * 1e6,
+            _ratio(samples, default, floor),
+            ", {:.2f}x the official SDK (goal <= 0.5x)".format(_ratio(samples, default, sdk)) if sdk else "",
+            client_cost * 1e6,
         )
     )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--fetches", type=int, default=600, help="distinct scopes per row and scheme")
-    parser.add_argument("--rounds", type=int, default=6, help="turns per row")
+    parser.add_argument("--fetches", type=int, default=1200, help="distinct scopes per row and scheme")
+    parser.add_argument("--rounds", type=int, default=12, help="turns per row")
     parser.add_argument("--scheme", choices=["http", "https", "both"], default="both")
     args = parser.parse_args(argv)
     if shutil.which("openssl") is None:
