@@ -83,13 +83,13 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers
     from .permissions import PermissionStatus as PermissionStatus
     from .permissions import TokenUsage as TokenUsage
     from .permissions import TokenVerification as TokenVerification
+    from .store import FileTokenStore as FileTokenStore
+    from .store import SharedToken as SharedToken
+    from .store import StoreKey as StoreKey
+    from .store import TokenStore as TokenStore
     from .tokens._client import Client as Client
     from .tokens._client import OculusClient as OculusClient
-    from .tokens._file_store import FileTokenStore as FileTokenStore
     from .tokens._models import Token as Token
-    from .tokens._store import SharedToken as SharedToken
-    from .tokens._store import StoreKey as StoreKey
-    from .tokens._store import TokenStore as TokenStore
     from .transport import AsyncTransport as AsyncTransport
     from .transport import Request as Request
     from .transport import Response as Response
@@ -125,10 +125,10 @@ _WHERE.update(
         "Clock": "_engine",
         "ManualClock": "_engine",
         "SystemClock": "_engine",
-        "FileTokenStore": "tokens._file_store",
-        "SharedToken": "tokens._store",
-        "StoreKey": "tokens._store",
-        "TokenStore": "tokens._store",
+        "FileTokenStore": "store",
+        "SharedToken": "store",
+        "StoreKey": "store",
+        "TokenStore": "store",
         "AgentOTPClient": "permissions",
         "AsyncAgentOTPClient": "permissions",
         "AsyncPermissionClient": "permissions",

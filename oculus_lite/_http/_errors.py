@@ -1,12 +1,15 @@
 """Turning what a socket, ``http.client``, urllib or a plugin's backend raised into ``NetworkError``s."""
 
-from typing import List, Optional, Tuple
+from types import TracebackType
+from typing import List, Optional, Tuple, Type
 from urllib.parse import urlsplit
 
-from ..exceptions import NetworkError, NetworkTimeoutError, TLSError
+from ..exceptions import NetworkError, NetworkTimeoutError, OculusError, TLSError
 from ._models import Request
 
-__all__ = ["exception_chain", "map_backend_error", "map_transport_error", "origin"]
+__all__ = ["exception_chain", "map_backend_error", "map_transport_error", "mapped_errors", "origin"]
+
+_Types = Tuple[Type[BaseException], ...]
 
 
 def exception_chain(exc: BaseException) -> List[BaseException]:
@@ -33,13 +36,18 @@ def map_backend_error(
     truncated: Tuple[type, ...] = (),
 ) -> NetworkError:
     """For plugins: the NetworkError for what a third-party backend raised. The real socket or
-    HTTP error under the backend's wrappers decides; failing that, the backend's own timeout
-    types mean a timeout and its protocol-error types mean a reply cut short."""
+    HTTP error under the backend's wrappers decides (urllib3 raises a refused connection as
+    a subclass of its timeout type); failing that, the backend's own ``timeouts`` types mean
+    a timeout and its ``truncated`` types mean a reply cut short."""
     import http.client
     import socket
+    import ssl
 
     chain = exception_chain(exc)
-    roots = [e for e in chain if isinstance(e, (OSError, http.client.HTTPException))]
+    waits = (ssl.SSLWantReadError, ssl.SSLWantWriteError)  # "not yet": left behind by a timeout
+    roots = [
+        e for e in chain if isinstance(e, (OSError, http.client.HTTPException)) and not isinstance(e, waits)
+    ]
     root = roots[-1] if roots else None
     if root is not None and not isinstance(root, (socket.timeout, TimeoutError)):
         return map_transport_error(root, request)
@@ -50,12 +58,57 @@ def map_backend_error(
     return map_transport_error(root or exc, request)
 
 
+class _MappedErrors:
+    __slots__ = ("_request", "_catch", "_timeouts", "_truncated")
+
+    def __init__(self, request: Request, catch: _Types, timeouts: _Types, truncated: _Types) -> None:
+        self._request = request
+        self._catch = catch
+        self._timeouts = timeouts
+        self._truncated = truncated
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc is None or isinstance(exc, OculusError) or not isinstance(exc, self._catch):
+            return  # ours (already mapped, or a ConfigurationError) or not an I/O failure: as is
+        raise map_backend_error(
+            exc, self._request, timeouts=self._timeouts, truncated=self._truncated
+        ) from exc
+
+
+def mapped_errors(
+    request: Request, *catch: Type[BaseException], timeouts: _Types = (), truncated: _Types = ()
+) -> _MappedErrors:
+    """``with mapped_errors(request, httpx.HTTPError):`` — inside, an ``OSError``, an
+    ``http.client.HTTPException``, a ``ValueError`` (a bad URL) or one of ``catch`` becomes
+    the ``NetworkError`` that ``map_backend_error`` picks, chained with ``from``; the
+    core's own errors pass through untouched."""
+    import http.client
+
+    return _MappedErrors(
+        request, catch + (OSError, http.client.HTTPException, ValueError), timeouts, truncated
+    )
+
+
 def map_transport_error(exc: BaseException, request: Request) -> NetworkError:
-    """Turn a low-level exception into the matching NetworkError (the caller raises it ``from exc``)."""
+    """Turn a low-level exception into the matching NetworkError (the caller raises it ``from exc``).
+
+    The low-level exceptions keep their type and message but lose their tracebacks: the frames
+    of ``http.client`` and the backends hold the request body and headers (the client secret,
+    the api key) in their locals, which crash reporters capturing locals would record."""
     import http.client
     import socket
     import ssl
 
+    for low in exception_chain(exc):
+        low.__traceback__ = None
     reason: BaseException = exc
     # urllib wraps the real cause in URLError.reason
     inner = getattr(exc, "reason", None)

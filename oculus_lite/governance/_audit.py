@@ -202,7 +202,7 @@ class AuditEmitter:
         self._redactor = Redactor(secrets)
         self._redactor.add_secrets(self._token)
         self._owns_transport = transport is None or isinstance(transport, str)
-        self._transport = resolve_transport("pooled" if transport is None else transport)
+        self._transport = resolve_transport(transport)
         self._batch_size = batch_size
         self._request_timeout = float(request_timeout)
         self._stop_timeout = float(stop_timeout)

@@ -270,7 +270,16 @@ class PermissionCore:
         if payload is not None:
             headers.append(("Content-Type", "application/json"))
             body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        return Request(method, self._base_url + "/api/v1" + path, tuple(headers), body, self._timeout)
+        # A creation carrying an Idempotency-Key is safe to resend: the server answers the first.
+        idempotent = any(name == "Idempotency-Key" for name, _ in extra)
+        return Request(
+            method,
+            self._base_url + "/api/v1" + path,
+            tuple(headers),
+            body,
+            self._timeout,
+            resend_safe=idempotent,
+        )
 
     def _call_deadline(self) -> float:
         return self._clock.monotonic() + self._timeout * (self._policy.retries + 1) + 5.0

@@ -190,11 +190,7 @@ class Client:
             self._endpoint = TokenEndpoint(
                 self.base_url, client_id, client_secret, timeout=self._timeout, margin=margin, task_id=task_id
             )
-        if transport is None and verify is not True:
-            from .._http._urllib import UrllibTransport
-
-            transport = UrllibTransport(verify=verify)
-        self._transport: Any = resolve_transport(transport)
+        self._transport: Any = resolve_transport(transport, verify=verify)
         self._cache = TokenCache(check_count(cache_size, "cache_size", minimum=1))
         self._hits = self._cache.by_spelling  # the lock-free hit path reads this dict...
         self._lru = self._cache.lru  # ...and bumps recency here
@@ -523,12 +519,12 @@ class Client:
         url = validate_base_url(base_url, allow_insecure_http=bool(options.get("allow_insecure_http")))
         clock: Clock = options.get("clock") or SYSTEM_CLOCK
         timeout = check_seconds(options.get("timeout", 10.0), "timeout")
-        transport = resolve_transport(options.get("transport"))
+        transport: Any = resolve_transport(options.get("transport"), verify=options.get("verify", True))
         try:
             client_id, secret = run(enroll_plan(timeout, url, enroll_token, clock), transport, clock.sleep)
         finally:
-            if options.get("transport") is None:
-                transport.close()
+            if options.get("transport") is None or isinstance(options.get("transport"), str):
+                transport.close()  # built here from a name: ours to close
         if store is not None:
             save_credentials(store, client_id, secret)
         return cls(client_id, secret, url, **options)

@@ -154,6 +154,8 @@ class TokenEndpoint:
             ),
             urlencode(form).encode("ascii"),
             self.timeout,
+            # a client-credentials grant may be resent after a reset; a refresh token works once
+            resend_safe=refresh_token is None,
         )
         secrets = (self._secret,) if refresh_token is None else (self._secret, Secret(reveal(refresh_token)))
         return request, secrets

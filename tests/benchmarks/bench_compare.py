@@ -766,10 +766,6 @@ class Bench:
                 AUTHLIB: "(its default, requests, already keeps connections alive)",
             },
         )
-        try:
-            import oculus_lite._http._pooled  # noqa: F401
-        except ImportError as exc:
-            keep.cells[LITE] = Cell(note="oculus_lite/_pooled.py missing ({})".format(exc))
         conn = http.client.HTTPConnection(emu.host, emu.port, timeout=10)
 
         def floor_once() -> float:

@@ -85,6 +85,27 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:  # the client gave up after its cap: expected
                 pass
             self.close_connection = True
+        elif path == "/trickle-headers":
+            # a status line and headers one byte at a time: only a deadline for the whole
+            # call (not a timeout per read) stops a client from waiting for all of it
+            head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%02d: x\r\n" % i for i in range(40))
+            self._trickle(path, head + b"Content-Length: 2\r\n\r\nok")
+        elif path == "/trickle-body":
+            body = b"t" * 400
+            self.connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            self._trickle(path, body)
+        elif path == "/blob":
+            # the test's bytes (e.g. a gzip bomb built before tracemalloc starts), sent without a copy
+            blob = memoryview(self.server.blob)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.send_header("Content-Encoding", query.get("coding", ["gzip"])[0])
+            self.end_headers()
+            try:
+                for start in range(0, len(blob), 65536):
+                    self.connection.sendall(blob[start : start + 65536])
+            except OSError:  # the client stopped reading at its cap: expected
+                self.close_connection = True
         elif path == "/redirect":
             self._send(302, b"", {"Location": query["to"][0]})
         elif path == "/slow":
@@ -112,6 +133,23 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"no such path")
 
+    def _trickle(self, path: str, data: bytes) -> None:
+        """Send ``data`` one byte every 0.1 s; record how many bytes went out before the
+        client hung up (a send fails one or two bytes after it closed)."""
+        sent = 0
+        try:
+            for i in range(len(data)):
+                if self.server.release.wait(0.1):
+                    break
+                self.connection.sendall(data[i : i + 1])
+                sent += 1
+        except OSError:
+            pass
+        self.close_connection = True
+        with self.server.lock:
+            self.server.trickled[path] = (sent, len(data))
+            self.server.trickle_done.notify_all()
+
     def _hard_close(self) -> None:
         self.wfile.flush()
         self.connection.shutdown(socket.SHUT_RDWR)
@@ -134,6 +172,9 @@ class _Server(ThreadingHTTPServer):
         self.closed = 0
         self.closed_cond = threading.Condition(self.lock)
         self.release = threading.Event()
+        self.blob = b""
+        self.trickled: Dict[str, Tuple[int, int]] = {}
+        self.trickle_done = threading.Condition(self.lock)
 
     def get_request(self) -> Tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -183,6 +224,20 @@ class ScriptedServer:
     def connections(self) -> int:
         with self._server.lock:
             return self._server.connections
+
+    @property
+    def blob(self) -> bytes:
+        return self._server.blob
+
+    @blob.setter
+    def blob(self, data: bytes) -> None:
+        self._server.blob = data
+
+    def trickled(self, path: str, timeout: float = 90.0) -> Tuple[int, int]:
+        """(bytes sent before the client hung up, bytes in the whole trickle) for ``path``."""
+        with self._server.trickle_done:
+            self._server.trickle_done.wait_for(lambda: path in self._server.trickled, timeout)
+            return self._server.trickled.get(path, (-1, -1))
 
     def wait_closed(self, count: int, timeout: float = 10.0) -> int:
         """Wait until ``count`` connections have ended on the server side; the number seen."""

@@ -7,16 +7,20 @@ thread, so 16 caller threads really share one loop and one async client.
 """
 
 import asyncio
+import re
 import sys
 import threading
+import types
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 
 from oculus_lite.transport import Request, Response
 
-_TRANSPORTS = Path(__file__).resolve().parents[2] / "transports"
+_ROOT = Path(__file__).resolve().parents[2]
+_TRANSPORTS = _ROOT / "transports"
+DOCS = _ROOT / "docs" / "transports.md"
 # Plugin source dirs go *last* on sys.path: an installed plugin (tox envs) always wins.
 for _plugin in sorted(_TRANSPORTS.glob("oculus_lite_*")):
     if str(_plugin) not in sys.path:
@@ -49,6 +53,7 @@ class Backend:
     name = ""
     keep_alive = True
     is_async = False
+    resends_when_safe = False  # resends a resend-safe request once after the keep-alive race
     env_proxies = True  # reads HTTP(S)_PROXY / NO_PROXY from the environment
 
     def factory(self) -> Callable[..., Any]:
@@ -73,21 +78,12 @@ class Backend:
 
 class UrllibBackend(Backend):
     name = "urllib"
-    keep_alive = False
+    resends_when_safe = True
 
     def factory(self) -> Callable[..., Any]:
         from oculus_lite.transport import UrllibTransport
 
         return UrllibTransport
-
-
-class PooledBackend(Backend):
-    name = "pooled"
-
-    def factory(self) -> Callable[..., Any]:
-        from oculus_lite._http._pooled import PooledTransport
-
-        return PooledTransport
 
 
 class RequestsBackend(Backend):
@@ -150,5 +146,43 @@ class Urllib3Backend(Backend):
         return module.Urllib3Transport  # type: ignore[no-any-return]
 
 
-BACKENDS = [UrllibBackend, PooledBackend, RequestsBackend, HttpxBackend, HttpxAsyncBackend, Urllib3Backend]
+def docs_blocks() -> List[str]:
+    """The Python blocks of docs/transports.md, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", DOCS.read_text(encoding="utf-8"), re.S | re.M)
+
+
+_docs_module: Optional[types.ModuleType] = None
+
+
+def docs_example() -> types.ModuleType:
+    """The guide's example transport, run as written (once per process)."""
+    global _docs_module
+    if _docs_module is None:
+        source = next(b for b in docs_blocks() if "class OneShotTransport" in b)
+        module = types.ModuleType("oculus_lite_docs_example")
+        exec(compile(source, str(DOCS), "exec"), module.__dict__)
+        _docs_module = module
+    return _docs_module
+
+
+class DocsExampleBackend(Backend):
+    """The example in docs/transports.md: held to the same suite as the real ones."""
+
+    name = "docs-example"
+    keep_alive = False
+    env_proxies = False
+
+    def factory(self) -> Callable[..., Any]:
+        factory: Callable[..., Any] = docs_example().OneShotTransport
+        return factory
+
+
+BACKENDS = [
+    UrllibBackend,
+    RequestsBackend,
+    HttpxBackend,
+    HttpxAsyncBackend,
+    Urllib3Backend,
+    DocsExampleBackend,
+]
 NAMES = [b.name for b in BACKENDS]

@@ -1,20 +1,22 @@
 """Plugin packaging and ownership rules: entry points, the missing-backend message,
 native async for httpx, and that a session/client/pool you pass in stays yours."""
 
+import ast
 import asyncio
 import os
+import re
 import ssl
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Tuple
 
 import pytest
 
 from oculus_lite import Client
 from oculus_lite.emulator import Emulator
 from oculus_lite.exceptions import ConfigurationError
-from oculus_lite.transport import get_transport
+from oculus_lite.transport import Transport, get_transport
 
 from . import backends  # noqa: F401  (puts the plugin source dirs on sys.path)
 
@@ -44,6 +46,7 @@ def test_entry_point_resolves_the_plugin(name: str) -> None:
     module, cls = PLUGINS[name]
     transport = get_transport(name)
     assert type(transport).__name__ == cls and type(transport).__module__ == module
+    assert isinstance(transport, Transport)
     transport.close()
 
 
@@ -121,3 +124,53 @@ def test_urllib3_leaves_your_pool_alone(server: Any) -> None:
     transport.close()
     assert len(mine.pools) == 1  # not cleared: it is yours
     mine.clear()
+
+
+# ----------------------------------------------------------------------------- packaging
+
+
+PLUGIN_DIRS = sorted((ROOT / "transports").glob("oculus_lite_*"))
+
+
+def _core_version() -> Tuple[int, ...]:
+    text = (ROOT / "oculus_lite" / "_version.py").read_text()
+    found = re.search(r'__version__ = "([0-9.]+)"', text)
+    assert found is not None
+    return tuple(int(part) for part in found.group(1).split("."))
+
+
+def _version(text: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+@pytest.mark.parametrize("plugin", PLUGIN_DIRS, ids=[p.name for p in PLUGIN_DIRS])
+def test_a_plugin_imports_only_the_public_core(plugin: Path) -> None:
+    for source in plugin.rglob("*.py"):
+        tree = ast.parse(source.read_text(), str(source))
+        for node in ast.walk(tree):
+            names: List[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [node.module + "." + a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            private = [
+                n for n in names if n.startswith("oculus_lite") and "._" in n.split("oculus_lite", 1)[1]
+            ]
+            assert private == [], "{}:{} imports {}".format(source, getattr(node, "lineno", "?"), private)
+
+
+@pytest.mark.parametrize("plugin", PLUGIN_DIRS, ids=[p.name for p in PLUGIN_DIRS])
+def test_a_plugin_writes_its_version_once_and_bounds_the_core_it_works_with(plugin: Path) -> None:
+    pyproject = (plugin / "pyproject.toml").read_text()
+    package = plugin.name
+    assert re.search(r'^dynamic = \["version"\]$', pyproject, re.M)
+    assert 'version = { attr = "' + package + '.__version__" }' in pyproject
+    assert not re.search(r"^version = \"", pyproject, re.M)  # no literal version in [project]
+    source = (plugin / package / "__init__.py").read_text()
+    assert re.search(r'^__version__ = "[0-9]+\.[0-9]+\.[0-9]+"$', source, re.M)
+    core = re.search(r'"oculus-lite>=([0-9.]+),<([0-9.]+)"', pyproject)
+    assert core is not None, "{} must declare oculus-lite>=X,<Y".format(plugin.name)
+    low, high = _version(core.group(1)), _version(core.group(2))
+    assert low <= _core_version() < high, "the core in this tree is outside the range {} declares".format(
+        plugin.name
+    )

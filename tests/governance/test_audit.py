@@ -15,9 +15,9 @@ from typing import Any, Dict
 import pytest
 
 from oculus_lite._engine import ManualClock
-from oculus_lite._http._pooled import PooledTransport
 from oculus_lite.audit import AuditEmitter
 from oculus_lite.exceptions import ClientClosedError, ConfigurationError
+from oculus_lite.transport import UrllibTransport
 
 from ._audit_server import AuditServer
 from .conftest import wait_until
@@ -312,7 +312,7 @@ class FlakyTransport:
     """A real transport that raises a bug (not a NetworkError) on its first request."""
 
     def __init__(self):
-        self.inner = PooledTransport()
+        self.inner = UrllibTransport()
         self.calls = 0
 
     def request(self, request):

@@ -102,11 +102,13 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) ->
 
 
 def client_threads() -> List[str]:
-    """Names of the live threads oculus_lite starts (the emulator's own excluded)."""
+    """Names of the live threads a client starts (the emulator's own excluded, and the transport's
+    per-process keep-alive reaper, which ends by itself once no connection is idle)."""
     return sorted(
         t.name
         for t in threading.enumerate()
         if t.name.startswith(("oculus-lite-", "oculus-audit", "oculus-jwks", "oculus-revocation"))
+        and t.name != "oculus-lite-keepalive"
     )
 
 

@@ -138,7 +138,8 @@ def test_jwks_fault_keeps_the_last_good_key_set(emulator, verifier, caplog, name
     for _ in range(2):
         assert verifier.verify(token)["sub"] == emulator.demo_client_id  # still verified
     assert verifier.key_ids == kids
-    assert emulator.stats()["jwks_requests"] - before == 2
+    # the first "close" fault lands on a kept connection, and a GET is resent once on a fresh one
+    assert emulator.stats()["jwks_requests"] - before == (3 if name == "close" else 2)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(messages) == 2
     assert all("keeping the last good key set" in m and "fetched" in m for m in messages)

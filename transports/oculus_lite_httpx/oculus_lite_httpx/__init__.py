@@ -1,55 +1,113 @@
 """oculus_lite transport on ``httpx``: the one transport with native async, so
 ``aget_token`` and ``AsyncPermissionClient`` await sockets directly instead of
 hopping to a worker thread. Same contract as the core transports: no redirects,
-TLS verified, bodies capped while streaming, failures mapped to ``NetworkError``.
+TLS verified, one deadline per call, bodies capped as they are decompressed,
+failures mapped to ``NetworkError``.
 
     from oculus_lite_httpx import HttpxTransport
     Client(..., transport=HttpxTransport(client=my_httpx_client))
 
 or, once installed, ``Client(..., transport="httpx")``.
+
+The deadline: httpcore's ``trace`` extension hands over each new network stream, whose
+``read`` is then given at most the time left in the call
+(``oculus_lite.transport.time_left``), in ``request`` and ``arequest`` alike; httpx's own
+timeouts (``Request.timeout`` each) bound connecting and the TLS handshake. No task is
+cancelled (cancelling httpx mid-handshake leaks its socket). Streams a client of yours
+opened before this transport first used it keep per-read timeouts.
 """
 
 import asyncio
-import http.client
 import http.cookiejar
 import threading
-from typing import Any, Dict, Optional, Union
+from typing import Any, AsyncIterator, Dict, Iterator, Optional, Union
 
 try:
+    import httpcore
     import httpx
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise ModuleNotFoundError(
         "oculus_lite_httpx needs the 'httpx' package: pip install oculus-lite-httpx", name="httpx"
     ) from _exc
 
-from oculus_lite.exceptions import ConfigurationError, NetworkError
 from oculus_lite.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Request,
     Response,
+    TransportBase,
     VerifyTypes,
+    aread_chunks,
+    body_for,
+    call_deadline,
     is_loopback_host,
-    map_backend_error,
-    read_capped,
+    mapped_errors,
+    read_chunks,
     ssl_context_for,
+    time_left,
+    wire_headers,
 )
 
 __all__ = ["HttpxTransport"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _TIMEOUTS = (httpx.TimeoutException,)
+_TRUNCATED = (httpx.RemoteProtocolError,)
+_NEW_STREAM = (".connect_tcp.complete", ".start_tls.complete")
 
 
-def _map(exc: BaseException, request: Request) -> NetworkError:
-    return map_backend_error(exc, request, timeouts=_TIMEOUTS, truncated=(httpx.RemoteProtocolError,))
+def _read_timeout(timeout: Optional[float]) -> Optional[float]:
+    """The read timeout httpcore asked for, cut to the time left in the call."""
+    left = time_left()
+    if left is None:
+        return timeout
+    if left <= 0:
+        raise httpcore.ReadTimeout("the call's deadline has passed")
+    return left if timeout is None else min(timeout, left)
 
 
-def _capped(buf: bytearray, limit: int, request: Request) -> bytes:
-    # read_capped's one check and message, on what we streamed (at most limit + 1 bytes)
-    return read_capped(lambda n: bytes(buf[:n]), limit, request)
+def _new_stream(event: str, info: Dict[str, Any]) -> Any:
+    """The network stream a trace event hands over, once (None: nothing to bound)."""
+    if not event.endswith(_NEW_STREAM):
+        return None
+    stream = info.get("return_value")
+    if stream is None or getattr(stream, "_oculus_bounded", False):
+        return None
+    try:
+        stream._oculus_bounded = True
+    except AttributeError:  # a stream type that takes no new attributes: per-read timeouts only
+        return None
+    return stream
 
 
-class HttpxTransport:
+def _bound_reads(event: str, info: Dict[str, Any]) -> None:
+    """httpcore ``trace`` hook (blocking side): each new network stream's reads get at most
+    the time left in the call being made (``call_deadline``)."""
+    stream = _new_stream(event, info)
+    if stream is not None:
+        read = stream.read
+
+        def bounded_read(max_bytes: int, timeout: Optional[float] = None) -> bytes:
+            data: bytes = read(max_bytes, _read_timeout(timeout))
+            return data
+
+        stream.read = bounded_read
+
+
+async def _abound_reads(event: str, info: Dict[str, Any]) -> None:
+    """The same hook for the async client (httpcore awaits async trace callbacks)."""
+    stream = _new_stream(event, info)
+    if stream is not None:
+        read = stream.read
+
+        async def bounded_read(max_bytes: int, timeout: Optional[float] = None) -> bytes:
+            data: bytes = await read(max_bytes, _read_timeout(timeout))
+            return data
+
+        stream.read = bounded_read
+
+
+class HttpxTransport(TransportBase):
     """Sync (``request``/``close``) and native async (``arequest``/``aclose``) transport.
 
     Args:
@@ -58,7 +116,7 @@ class HttpxTransport:
             ``AsyncClient`` is created on the first ``arequest`` (one per event loop).
         verify: ``True`` (httpx's CA bundle), a CA bundle path, an ``ssl.SSLContext``,
             or ``False``; applies to the clients this transport creates.
-        max_response_bytes: larger bodies raise ``ResponseTooLargeError``.
+        max_response_bytes: larger bodies (counted decompressed) raise ``ResponseTooLargeError``.
         trust_env: our clients read proxies from the environment (``NO_PROXY``
             honoured); loopback URLs always go direct. Your clients keep their settings.
     """
@@ -72,11 +130,9 @@ class HttpxTransport:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         trust_env: bool = True,
     ) -> None:
-        if not isinstance(max_response_bytes, int) or max_response_bytes <= 0:
-            raise ConfigurationError("max_response_bytes must be a positive int")
+        super().__init__(max_response_bytes=max_response_bytes)
         # httpx deprecates verify=<path>: hand it a context built the core's way
         self._verify: Union[bool, Any] = verify if isinstance(verify, bool) else ssl_context_for(verify)
-        self._max = max_response_bytes
         self._trust_env = trust_env
         self._client = client
         self._direct: Optional[httpx.Client] = None
@@ -101,6 +157,17 @@ class HttpxTransport:
             cookies=no_cookies,
         )
 
+    def _build(self, client: Any, request: Request, trace: Any) -> "httpx.Request":
+        req: httpx.Request = client.build_request(
+            request.method,
+            request.url,
+            content=body_for(request),
+            headers=list(wire_headers(request).items()),
+            timeout=httpx.Timeout(request.timeout),
+            extensions={"trace": trace},
+        )
+        return req
+
     # ------------------------------------------------------------------ sync
 
     def _sync_client(self, url: str) -> "httpx.Client":
@@ -117,41 +184,28 @@ class HttpxTransport:
                 self._client = httpx.Client(**self._options(False))
             return self._client
 
-    def _build(self, client: Any, request: Request) -> "httpx.Request":
-        body = request.body if request.body or request.method in ("POST", "PUT", "PATCH") else None
-        req: httpx.Request = client.build_request(
-            request.method,
-            request.url,
-            content=body,
-            headers=list(request.headers),
-            timeout=httpx.Timeout(request.timeout),
-        )
-        return req
-
     def request(self, request: Request) -> Response:
-        try:
+        with call_deadline(request), mapped_errors(
+            request, *_ERRORS, timeouts=_TIMEOUTS, truncated=_TRUNCATED
+        ):
             client = self._sync_client(request.url)
-            resp = client.send(self._build(client, request), stream=True, follow_redirects=False)
-        except NetworkError:
-            raise
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-            raise _map(exc, request) from exc
-        try:
-            buf = bytearray()
-            chunks = resp.iter_bytes()
+            resp = client.send(
+                self._build(client, request, _bound_reads), stream=True, follow_redirects=False
+            )
             try:
-                for chunk in chunks:
-                    buf += chunk
-                    if len(buf) > self._max:
-                        break
+                chunks = resp.iter_raw()  # raw: inflated under the cap by read_chunks
+                try:
+                    data = read_chunks(
+                        chunks,
+                        self.max_response_bytes,
+                        request,
+                        content_encoding=resp.headers.get("content-encoding"),
+                    )
+                finally:
+                    _close(chunks)  # a generator left open would close at GC
             finally:
-                getattr(chunks, "close", _noop)()  # a generator left open would close at GC
                 resp.close()
-            return Response(resp.status_code, _items(resp), _capped(buf, self._max, request))
-        except NetworkError:
-            raise
-        except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
-            raise _map(exc, request) from exc
+            return Response(resp.status_code, _items(resp), data)
 
     def close(self) -> None:
         """Close the sync clients this transport created (the async one: ``aclose``)."""
@@ -186,32 +240,27 @@ class HttpxTransport:
             return self._async
 
     async def arequest(self, request: Request) -> Response:
-        try:
+        with call_deadline(request), mapped_errors(
+            request, *_ERRORS, timeouts=_TIMEOUTS, truncated=_TRUNCATED
+        ):
             client = self._async_for(request.url)
-            resp = await client.send(self._build(client, request), stream=True, follow_redirects=False)
-        except NetworkError:
-            raise
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-            raise _map(exc, request) from exc
-        try:
-            buf = bytearray()
-            chunks = resp.aiter_bytes()
+            resp = await client.send(
+                self._build(client, request, _abound_reads), stream=True, follow_redirects=False
+            )
             try:
-                async for chunk in chunks:
-                    buf += chunk
-                    if len(buf) > self._max:
-                        break
+                chunks = resp.aiter_raw()  # raw: inflated under the cap by aread_chunks
+                try:
+                    data = await aread_chunks(
+                        chunks,
+                        self.max_response_bytes,
+                        request,
+                        content_encoding=resp.headers.get("content-encoding"),
+                    )
+                finally:
+                    await _aclose(chunks)  # now, on this loop: left to GC it needs a loop
             finally:
-                # close the async generator now, on this loop: left to GC it needs a loop
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
                 await resp.aclose()
-            return Response(resp.status_code, _items(resp), _capped(buf, self._max, request))
-        except NetworkError:
-            raise
-        except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
-            raise _map(exc, request) from exc
+            return Response(resp.status_code, _items(resp), data)
 
     async def aclose(self) -> None:
         """Close every client this transport created (the async ones on this loop)."""
@@ -226,18 +275,6 @@ class HttpxTransport:
             if client is not None:
                 await client.aclose()
 
-    def __enter__(self) -> "HttpxTransport":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> "HttpxTransport":
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
 
 def _items(resp: "httpx.Response") -> Dict[str, str]:
     # repeated headers joined the way the core does it (", "), names lower-cased
@@ -248,8 +285,16 @@ def _items(resp: "httpx.Response") -> Dict[str, str]:
     return joined
 
 
-def _noop() -> None:
-    pass
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:

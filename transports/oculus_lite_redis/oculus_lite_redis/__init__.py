@@ -21,6 +21,6 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
     ) from _exc
 
 from ._store import RedisClient, RedisPipeline, RedisScript, RedisTokenStore
-from ._version import __version__
 
 __all__ = ["RedisClient", "RedisPipeline", "RedisScript", "RedisTokenStore", "__version__"]
+__version__ = "0.1.0"

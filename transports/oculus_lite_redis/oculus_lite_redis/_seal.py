@@ -20,7 +20,7 @@ from typing import Optional
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from oculus_lite.tokens._store import SharedToken, StoreKey, hkdf_sha256
+from oculus_lite.store import SharedToken, StoreKey, hkdf_sha256
 
 __all__ = ["Names", "Sealer", "sealer_for"]
 

@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from oculus_lite.exceptions import ConfigurationError, NetworkError, NetworkTimeoutError
-from oculus_lite.tokens._store import SharedToken, StoreKey
+from oculus_lite.store import SharedToken, StoreKey
 
 from ._seal import Names, Sealer, sealer_for
 

@@ -1,5 +1,0 @@
-"""The single source of the plugin's version."""
-
-__all__ = ["__version__"]
-
-__version__ = "0.1.0"
