@@ -12,7 +12,7 @@ and ``_clock`` (whose ``asleep`` the async driver uses).
 """
 
 import functools
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, TypeVar
 
 from ._plan import Plan, arun, run
 
@@ -51,7 +51,7 @@ def blocking(
 
 def coroutine(
     plan: "Callable[Concatenate[S, P], Plan[T]]", name: Optional[str] = None
-) -> "Callable[Concatenate[S, P], Awaitable[T]]":
+) -> "Callable[Concatenate[S, P], Coroutine[Any, Any, T]]":
     """The async public method (named like ``blocking`` names it): runs the plan with the
     asyncio driver."""
 

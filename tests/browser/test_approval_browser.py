@@ -18,6 +18,13 @@ from oculus_lite.emulator import Emulator
 HOSTILE = '<script>window.__xss=1</script>"\'&amp; </textarea><img src=x onerror="window.__xss=2">'
 
 
+def _view(emu: Any, permission_id: str) -> Any:
+    """The emulator's view of a permission (never None for one the test created)."""
+    view = emu.otp.view(permission_id)
+    assert view is not None
+    return view
+
+
 def _no_buttons(driver: Any, by: Any) -> bool:
     return not any(driver.find_elements(by.ID, i) for i in ("approve", "deny", "decision", "signin"))
 
@@ -119,7 +126,7 @@ def test_scope_modifications_in_the_browser(
     ui.element(browser, "error")
     assert "must be a JSON object" in browser.find_element(by.ID, "error").text
     assert browser.find_element(by.ID, "scope-mods").get_attribute("value") == "[1, 2]"
-    assert emulator.otp.view(pending.id).status == "pending"
+    assert _view(emulator, pending.id).status == "pending"
     box = browser.find_element(by.ID, "scope-mods")
     box.clear()
     box.send_keys('{"max_emails": 5}')
@@ -230,7 +237,7 @@ def test_forged_decisions_are_refused(browser: Any, ui: Any, emulator: Emulator,
     _Attacker.target = pending.approval_url or ""
     browser.get("http://127.0.0.1:{}/".format(attacker.server_address[1]))
     ui.text_is(browser, "message-title", "Forbidden")
-    assert emulator.otp.view(pending.id).status == "pending"
+    assert _view(emulator, pending.id).status == "pending"
 
     # 2. the real page, with its form token removed or altered before clicking
     for tamper in ("el.value = ''", "el.value = el.value.slice(0, -1) + 'x'", "el.remove()"):
@@ -239,7 +246,7 @@ def test_forged_decisions_are_refused(browser: Any, ui: Any, emulator: Emulator,
         browser.execute_script("var el = document.querySelector('#decision input[name=csrf]');" + tamper)
         browser.find_element(by.ID, "approve").click()
         ui.text_is(browser, "message-title", "Forbidden")
-        assert emulator.otp.view(pending.id).status == "pending"
+        assert _view(emulator, pending.id).status == "pending"
 
     # 3. untouched, the same page decides
     browser.get(pending.approval_url)

@@ -20,6 +20,13 @@ SECURITY_HEADERS = {
 HOSTILE = '<script>alert("x")</script>\'&amp;</textarea><b onmouseover=alert(1)>'
 
 
+def _view(emu: Any, permission_id: str) -> Any:
+    """The emulator's view of a permission (never None for one the test created)."""
+    view = emu.otp.view(permission_id)
+    assert view is not None
+    return view
+
+
 def _pending(emu: Emulator, action: str = "email.send", **kw: Any) -> Any:
     with PermissionClient(api_key=emu.otp.demo_api_key, base_url=emu.url) as client:
         return client.request_permission(action, kw.pop("scope", {"max_emails": 1}), **kw)
@@ -95,7 +102,7 @@ def test_admin_token_is_the_approver_token(make_approver: Any) -> None:
         assert person.sign_in("adm-T0KEN").status == 303
         token = person.get(_page_path(p)).field("csrf") or ""
         page = person.post(_page_path(p), {"csrf": token, "decision": "approve"}, headers=_same_origin(emu))
-        assert page.status == 303 and emu.otp.view(p.id).status == "approved"
+        assert page.status == 303 and _view(emu, p.id).status == "approved"
 
 
 def test_forged_decisions_decide_nothing(emulator: Emulator, approver: Any) -> None:
@@ -131,12 +138,12 @@ def test_forged_decisions_decide_nothing(emulator: Emulator, approver: Any) -> N
         ),
     ]
     assert [r.status for r in refused] == [403] * len(refused)
-    assert emulator.otp.view(p.id).status == "pending"
+    assert _view(emulator, p.id).status == "pending"
     assert emulator.otp.stats()["permission_decisions"] == 0
 
     ok = approver.post(path, dict(approve, csrf=token), headers=same)
     assert ok.status == 303 and ok.headers["location"] == path
-    assert emulator.otp.view(p.id).status == "approved"
+    assert _view(emulator, p.id).status == "approved"
     again = approver.post(path, dict(approve, csrf=token), headers=same)
     assert again.status == 409 and "already approved" in again.text
 
@@ -149,7 +156,7 @@ def test_a_tool_without_browser_headers_decides_with_session_and_token(
     token = approver.get(_page_path(p)).field("csrf") or ""
     page = approver.post(_page_path(p), {"csrf": token, "decision": "deny", "reason": "  no  "})
     assert page.status == 303
-    view = emulator.otp.view(p.id)
+    view = _view(emulator, p.id)
     assert (view.status, view.decision_reason, view.decided_by) == ("denied", "no", "approver")
 
 
@@ -157,7 +164,7 @@ def test_the_json_decide_route_still_refuses_agent_keys(emulator: Emulator, appr
     p = _pending(emulator)
     agent = {"Authorization": "Bearer " + emulator.otp.demo_api_key, "Content-Type": "application/json"}
     page = approver.request("POST", "/api/v1/permissions/{}/decide".format(p.id), headers=agent)
-    assert page.status == 403 and emulator.otp.view(p.id).status == "pending"
+    assert page.status == 403 and _view(emulator, p.id).status == "pending"
 
 
 def test_scope_modifications_are_validated(emulator: Emulator, approver: Any) -> None:
@@ -172,14 +179,14 @@ def test_scope_modifications_are_validated(emulator: Emulator, approver: Any) ->
     ):
         page = approver.post(path, {"csrf": token, "decision": "approve", "scope": text}, headers=same)
         assert page.status == 400 and message in page.text
-    assert emulator.otp.view(p.id).status == "pending"
+    assert _view(emulator, p.id).status == "pending"
     too_long = approver.post(path, {"csrf": token, "decision": "deny", "reason": "x" * 1001}, headers=same)
-    assert too_long.status == 400 and emulator.otp.view(p.id).status == "pending"
+    assert too_long.status == 400 and _view(emulator, p.id).status == "pending"
     page = approver.post(
         path, {"csrf": token, "decision": "approve", "scope": '{"max_emails": 2}'}, headers=same
     )
     assert page.status == 303
-    assert emulator.otp.view(p.id).scope == {"max_emails": 2, "to": "ops"}
+    assert _view(emulator, p.id).scope == {"max_emails": 2, "to": "ops"}
 
 
 def test_every_value_is_escaped(emulator: Emulator, approver: Any) -> None:
@@ -242,9 +249,9 @@ def test_dashboard_shows_agents_tokens_and_audit_when_the_emulator_has_them(
     rows = [{"client_id": "mailer", "client_secret": "sk_live_abc", "status": "active", "token_ttl": 600}]
     tokens = [{"jti": "j1", "scope": "db:read", "access_token": "eyJhbGciOi.x.y"}]
     events = [{"event": "tool_call", "detail": {"api_key": "ak_x", "note": "otp_leaky_value"}}]
-    emulator.list_agents = lambda: rows  # type: ignore[attr-defined]
-    emulator.issued_tokens = lambda: tokens  # type: ignore[attr-defined]
-    emulator.audit_events = lambda: events  # type: ignore[attr-defined]
+    emulator.list_agents = lambda: rows  # type: ignore[method-assign]
+    emulator.issued_tokens = lambda: tokens  # type: ignore[method-assign]
+    emulator.audit_events = lambda: events  # type: ignore[method-assign]
     approver.sign_in()
     raw = approver.get(UI + "/api/state").text
     panels = {p["id"]: p for p in json.loads(raw)["panels"]}

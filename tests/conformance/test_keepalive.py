@@ -162,7 +162,7 @@ def test_the_reaper_thread_ends_when_nothing_is_idle(server: ScriptedServer) -> 
     """It exists only while a connection is idle: closing the last transport ends it."""
     import threading
 
-    def reapers() -> list:
+    def reapers() -> "list[threading.Thread]":
         return [t for t in threading.enumerate() if t.name == "oculus-lite-keepalive"]
 
     t = UrllibTransport()

@@ -20,6 +20,7 @@ from oculus_lite import (
     TokenExpiredError,
 )
 from oculus_lite.emulator import Emulator
+from oculus_lite.governance._delegation import DelegatedToken
 
 PARENT_SCOPES = ["stripe.charges.create", "stripe.customers.read", "crm.contacts.read"]
 
@@ -50,7 +51,11 @@ def _delegations(emu: Any) -> int:
 
 def test_delegate_returns_a_typed_token_usable_as_the_string(emu: Any, parent: Any) -> None:
     token = parent.delegate("child", ["stripe.customers.read"], "task-7", 120, {"max_amount_cents": 100})
-    assert isinstance(token, str) and token == str(token) and f"Bearer {token}" == "Bearer " + str(token)
+    assert (
+        isinstance(token, DelegatedToken)
+        and token == str(token)
+        and f"Bearer {token}" == "Bearer " + str(token)
+    )
     assert token.capabilities == ("stripe.customers.read",) and token.depth == 1 and token.jti
     assert str(token) not in repr(token) and "jti=" in repr(token)
     issued = {t["jti"]: t for t in emu.issued_tokens()}[token.jti]

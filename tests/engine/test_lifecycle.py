@@ -88,7 +88,12 @@ def test_stop_returns_within_the_timeout_when_the_poller_is_stuck(emulator, agen
     client.get_token("db:read")
     assert transport.polling.wait(10)
     done = threading.Event()
-    stopper = threading.Thread(target=lambda: (client.stop(), done.set()))
+
+    def stop() -> None:
+        client.stop()
+        done.set()
+
+    stopper = threading.Thread(target=stop)
     stopper.start()
     # The poller is blocked for up to 60 s; stop() must come back long before that.
     assert done.wait(30)

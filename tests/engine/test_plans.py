@@ -13,6 +13,7 @@ from oculus_lite._engine._flight import Abandoned, Flight, SingleFlight
 from oculus_lite._engine._plan import Call, Join, Shield, Sleep, Spawn, arun, run
 from oculus_lite._http._models import Request, Response
 from oculus_lite._http._send import RetryPolicy, send_plan
+from oculus_lite._secret import Secret
 from oculus_lite.tokens._cache import Entry, EntryState, timing
 from oculus_lite.tokens._oauth import TokenEndpoint, token_plan
 
@@ -75,7 +76,7 @@ def test_token_plan_falls_back_to_client_credentials_when_the_refresh_token_is_r
     plan = token_plan(
         endpoint,
         "db:read",
-        "rt-1",
+        Secret("rt-1"),
         deadline=clock.monotonic() + 30,
         policy=RetryPolicy(retries=0),
         clock=clock,
@@ -116,7 +117,8 @@ def test_drivers_run_the_same_plan_alike():
 
     def inner() -> Any:
         calls.append("inner")
-        return "shielded"
+        if calls:  # a generator that returns at once
+            return "shielded"
         yield  # pragma: no cover
 
     def plan() -> Any:
@@ -130,7 +132,8 @@ def test_drivers_run_the_same_plan_alike():
 
     def iter_settle(f: Flight[int]) -> Any:
         f.set_result(7)
-        return None
+        if f.done():  # a generator that returns at once
+            return None
         yield  # pragma: no cover
 
     clock = ManualClock()
@@ -146,6 +149,9 @@ def test_an_async_transport_answering_junk_raises_invalid_response(emulator):
     class Junk:
         async def arequest(self, request: Request) -> Any:
             return "junk"
+
+        async def aclose(self) -> None:
+            pass
 
     client = Client("agent", "secret", emulator.url, transport=Junk(), revocation_interval=None)
     with pytest.raises(InvalidResponseError):
@@ -163,6 +169,9 @@ class _Stuck:
         self.entered.set()
         self.release.wait(60)
         return Response(503)
+
+    def close(self) -> None:
+        pass
 
 
 def test_coroutines_waiting_on_a_stuck_fetch_give_up_like_threads():
@@ -208,6 +217,7 @@ def test_a_waiter_takes_the_lead_when_the_leader_was_cancelled(emulator):
     assert isinstance(lead_again, Spawn)  # the waiter leads now
     run(lead_again.plan, client._transport, client._sleep)
     second_join = waiter.send(None)
+    assert isinstance(second_join, Join)
     with pytest.raises(StopIteration) as done:
         waiter.send(second_join.flight.result(5))
     assert done.value.value.token == client.get_token("db:read")

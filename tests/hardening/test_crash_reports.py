@@ -76,6 +76,7 @@ def test_a_server_echoing_the_secret_in_any_encoding_is_scrubbed(emulator):
     emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 400, "body": body}])
     client = Client("id", CANARY, emulator.url, revocation_interval=None)
     error = _failure(lambda: client.get_token("db:read"))
+    assert isinstance(error, OculusError)
     _assert_clean(str(error) + repr(error) + repr(error.details))
     client.stop()
 

@@ -313,7 +313,7 @@ def test_every_permission_call_refuses_bad_seconds_before_sending(emulator):
                     assert "number of seconds" in str(info.value), (what, argument, value)
         for value in [29, 3601, 10**400, True, 60.0, None, "60"]:
             with pytest.raises(ValidationError, match="ttl"):
-                client.request_permission("x", {}, ttl=value)
+                client.request_permission("x", {}, ttl=value)  # type: ignore[arg-type]
     assert emulator.stats()["requests"] == before  # nothing was sent
 
 
@@ -350,6 +350,6 @@ def test_the_helper_itself():
     with pytest.raises(ValidationError):
         check_seconds(math.nan, "x", error=ValidationError)
     assert check_count(3, "n", minimum=1, maximum=3) == 3
-    for bad in (0, 4, True, 2.0, "2"):
+    for bad in (0, 4, True, 2.0, "2"):  # type: ignore[assignment]
         with pytest.raises(ConfigurationError, match="n must be"):
             check_count(bad, "n", minimum=1, maximum=3)

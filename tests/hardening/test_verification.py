@@ -48,7 +48,7 @@ def _payload(emulator: Emulator, **numbers: str) -> str:
     return text[:-1] + ", " + extra + "}"
 
 
-def _decode_claims(token: str) -> dict:
+def _decode_claims(token: str) -> "dict[str, object]":
     from oculus_lite.jwt import decode
 
     return dict(decode(token).claims)
