@@ -247,6 +247,8 @@ class FleetCache:
         if now >= refresh_at:
             return None  # due for renewal: one process fetches under the lease, the rest adopt that
         if self._verifier is not None and not (yield from self._verified(shared.access_token, key)):
+            # Drop it (if it is still there) so the next reader does not pay the check again.
+            yield from self._call("invalidate", self.store.invalidate, skey, shared.access_token)
             return None
         self._count("store_hits")
         extra: Dict[str, Any] = {}
