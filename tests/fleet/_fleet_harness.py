@@ -48,6 +48,15 @@ class Outcome:
                 out[token] = out.get(token, 0) + count
         return out
 
+    def first_seen(self, index: int) -> Dict[str, float]:
+        """For looping callers: every token callers got for key ``index``, with the wall-clock
+        instant a caller first got it."""
+        out: Dict[str, float] = {}
+        for reply in self.replies.values():
+            for token, instant in _by_key(reply["tokens"]).get(index, {}).items():
+                out[token] = min(instant, out.get(token, instant))
+        return out
+
     def errors(self) -> List[Any]:
         return [error for reply in self.replies.values() for error in reply["errors"]]
 
@@ -164,14 +173,23 @@ class Fleet:
             raise RuntimeError("fleet worker {} failed:\n{}".format(worker.pid, reply["failed"]))
         return reply
 
-    def setup(self, **options: Any) -> None:
-        """A fresh ``Client`` in every process: ``client_id``, ``secret``, ``url``, ``store``
-        (``{"url": ...}`` or None), ``timeout``, ``revocation_interval``, ``patches``."""
-        self.ask(dict(options, op="setup"))
+    def setup(self, workers: Optional[Sequence[_Worker]] = None, **options: Any) -> None:
+        """A fresh ``Client`` in every process (or ``workers``): ``client_id``, ``secret``,
+        ``url``, ``store`` (``{"url": ...}`` or None), ``timeout``, ``refresh_margin``,
+        ``revocation_interval``, ``patches``."""
+        self.ask(dict(options, op="setup"), workers)
 
-    def start(self, keys: Sequence[Key], threads: int, *, loop: Optional[Dict[str, Any]] = None) -> "Burst":
-        """Every process readies its callers; then all are released together."""
-        live = [w for w in self.workers if w.alive]
+    def start(
+        self,
+        keys: Sequence[Key],
+        threads: int,
+        *,
+        loop: Optional[Dict[str, Any]] = None,
+        workers: Optional[Sequence[_Worker]] = None,
+    ) -> "Burst":
+        """Every process (or ``workers``) readies its callers; then all are released together.
+        ``loop``: callers loop (``seconds``, ``pace``, ``what``) instead of asking once per key."""
+        live = [w for w in (workers if workers is not None else self.workers) if w.alive]
         msg: Dict[str, Any] = {"op": "prepare", "keys": list(keys), "threads": threads}
         if loop is not None:
             msg.update(loop, op="prepare_loop")

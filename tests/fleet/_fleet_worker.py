@@ -63,6 +63,21 @@ class _Spy:
         return getattr(self._inner, name)
 
 
+class _Floor:
+    """The least a cache hit can cost: a method doing a dict lookup and a monotonic compare
+    (the shape of ``bench_core``'s floor), called like ``get_token``."""
+
+    def __init__(self, keys: List[Key]) -> None:
+        forever = time.monotonic() + 1e9
+        self._entries = {(key[0] if key[1] is None else key): forever for key in keys}
+
+    def get_token(self, scope: str, audience: Optional[str] = None) -> str:
+        deadline = self._entries.get(scope if audience is None else (scope, audience))
+        if deadline is not None and time.monotonic() < deadline:
+            return scope
+        raise KeyError(scope)
+
+
 def _build_store(spec: Optional[Dict[str, Any]]) -> Any:
     if spec is None:
         return None
@@ -151,12 +166,16 @@ class _State:
         return {"ready": os.getpid()}
 
     def prepare_loop(self, msg: Dict[str, Any]) -> Dict[str, Any]:
-        """Callers that loop over the keys for ``seconds`` (``what``: get_token, or a dict
-        lookup as the floor), pausing ``pace`` seconds between calls."""
+        """Callers that loop over the keys for ``seconds`` (``what``: ``get`` for get_token,
+        ``floor`` for ``_Floor``, ``soak`` for get_token noting each new token's expiry),
+        pausing ``pace`` seconds between calls."""
         keys = [tuple(k) for k in msg["keys"]]
         seconds, pace, what = msg["seconds"], msg.get("pace", 0.0), msg.get("what", "get")
-        client = self.client
-        floor = {key: "x" for key in keys}
+        client = self.client if what != "floor" else _Floor(keys)
+        # soak: the latest expiry (wall clock, the client's own view) of a token this process
+        # handed out, per key; an error before it is an error while a valid token existed
+        valid_until: Dict[int, float] = {}
+        valid_lock = threading.Lock()
 
         def work(index: int) -> Dict[str, Any]:
             hist: Counter[int] = Counter()
@@ -171,20 +190,21 @@ class _State:
                 key = keys[at]
                 start = perf()
                 try:
-                    if what == "floor":
-                        floor.get(key)
-                        token = None
-                    else:
-                        token = client.get_token(key[0], key[1])
+                    token = client.get_token(key[0], key[1])
                     took = perf() - start
                 except Exception as exc:
-                    errors.append((at, _describe(exc), time.time()))
+                    now = time.time()
+                    with valid_lock:
+                        while_valid = now < valid_until.get(at, 0.0)
+                    errors.append((at, _describe(exc), now, while_valid))
                     continue
                 hist[bucket(took)] += 1
-                if token is not None:
+                if what != "floor":
                     seen = tokens.setdefault(at, {})
                     if token not in seen:
                         seen[token] = time.time()
+                        if what == "soak":
+                            _note_expiry(client, key, token, at, valid_until, valid_lock)
                 if pace:
                     time.sleep(pace)
             return {"hist": dict(hist), "errors": errors, "tokens": tokens}
@@ -268,6 +288,18 @@ class _State:
         if store is not None:
             store.close()
         return {}
+
+
+def _note_expiry(
+    client: Any, key: Key, token: str, at: int, valid_until: Dict[int, float], lock: threading.Lock
+) -> None:
+    try:
+        info = client.get_token_info(key[0], key[1])
+    except Exception:
+        return  # counted when get_token itself fails
+    if info.access_token == token:
+        with lock:
+            valid_until[at] = max(valid_until.get(at, 0.0), info.expires_at.timestamp())
 
 
 def _describe(exc: BaseException) -> List[Any]:
