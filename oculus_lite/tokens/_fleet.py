@@ -35,6 +35,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from .._engine._clock import Clock
+from .._engine._fork import after_fork_in_child
 from .._engine._plan import Offload, Plan, Sleep
 from .._http._send import RetryPolicy
 from .._secret import Secret
@@ -96,6 +97,7 @@ class FleetCache:
             "cool_downs": 0,
             "rejected_reads": 0,
         }
+        after_fork_in_child(self, FleetCache._after_fork)
 
     def key(self, key: CacheKey) -> StoreKey:
         scope, audience = (key, None) if isinstance(key, str) else key
@@ -171,6 +173,12 @@ class FleetCache:
     @property
     def has_leases(self) -> bool:
         return bool(self._leases)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the leases under way are the parent's fetches, not ours (the
+        child must neither extend them nor keep a key's lease alive after the parent dies)."""
+        self._lock = threading.Lock()
+        self._leases = {}
 
     # ------------------------------------------------------------------ helpers
 

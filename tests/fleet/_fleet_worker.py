@@ -277,6 +277,48 @@ class _State:
             replies.append({"status": status, "reply": json.loads(b"".join(chunks) or b"null")})
         return {"children": replies}
 
+    def fork_mid_fetch(self, msg: Dict[str, Any]) -> Dict[str, Any]:
+        """Fork while this process leads a fetch (it holds the store's lease): the child
+        reports whether it thinks it holds a lease, then asks for the same key."""
+        scope, audience = msg["key"]
+        got: Dict[str, str] = {}
+        thread = threading.Thread(target=lambda: got.update(token=self.client.get_token(scope, audience)))
+        thread.start()
+        deadline = time.monotonic() + 30.0
+        while not self.client._fleet.has_leases and time.monotonic() < deadline:
+            time.sleep(0.005)
+        read_fd, write_fd = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.close(read_fd)
+                held = self.client._fleet.has_leases
+                token = self.client.get_token(scope, audience)
+                data = json.dumps({"held": held, "token": token}).encode("utf-8")
+                while data:
+                    data = data[os.write(write_fd, data) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        chunks = []
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+        thread.join()
+        return {
+            "parent": got.get("token"),
+            "child": json.loads(b"".join(chunks) or b"null"),
+            "status": status,
+        }
+
     def stats(self, msg: Dict[str, Any]) -> Dict[str, Any]:
         return {"stats": self.client.store_stats() if self.client is not None else {}}
 
@@ -352,6 +394,7 @@ _OPS = {
     "invalidate": _State.invalidate,
     "wait_new": _State.wait_new,
     "fork": _State.fork,
+    "fork_mid_fetch": _State.fork_mid_fetch,
     "stats": _State.stats,
     "close": _State.close,
 }

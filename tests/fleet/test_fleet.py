@@ -534,3 +534,25 @@ def test_a_client_built_before_fork_shares_through_the_store_in_its_children(
     check_tokens(emulator, outcome)
     one_token_per_key(outcome)
     assert requests(emulator) == len(KEYS)  # the parent's one, then one per new key for all children
+
+
+@STORES
+def test_a_child_forked_while_its_parent_leads_a_fetch_holds_none_of_its_leases(
+    fleet: Fleet, emulator: Emulator, agent: str, backend: Backend
+) -> None:
+    """The child must not extend (and so keep alive) a lease whose fetch runs in its parent:
+    it waits like any other process and adopts the parent's token."""
+    master = [fleet.workers[0]]
+    fleet.setup(master, client_id=CLIENT_ID, secret=SECRET, url=emulator.url, store=backend.spec())
+    # One call first, as an app that uses its client at start-up does: a fork that lands
+    # while another thread is still importing (the transport's first request imports
+    # urllib) leaves that module's import lock held in the child, which then hangs.
+    fleet.ask({"op": "prepare", "keys": KEYS[1:2], "threads": 1}, master)
+    fleet.ask({"op": "go"}, master)
+    emulator.set_faults([{"path": "/oauth/token", "kind": "delay", "delay_ms": 1000, "next": 1}])
+    reply = next(iter(fleet.ask({"op": "fork_mid_fetch", "key": KEYS[0]}, master).values()))
+
+    assert reply["status"] == 0
+    assert reply["child"]["held"] is False
+    assert reply["child"]["token"] == reply["parent"]
+    assert requests(emulator) == 2
