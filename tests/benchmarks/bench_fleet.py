@@ -152,7 +152,16 @@ def run_cell(
         "redis": commands,
         "fallbacks": sum(stats.get(n, 0) for n in ("local_fetches", "store_errors", "rejected_reads")),
         "errors": len(cold.errors()) + len(steady.errors()) + len(cold.crashes()) + len(steady.crashes()),
+        "kinds": Counter(_kind(error) for error in cold.errors() + steady.errors())
+        + Counter("crash" for _ in cold.crashes() + steady.crashes()),
     }
+
+
+def _kind(error: Sequence[Any]) -> str:
+    """``Type(code)`` of a caller error: ``[key, type, code, message]`` from a burst,
+    ``(key, [type, code, message], when, while_valid)`` from a loop."""
+    name, code = (error[1][0], error[1][1]) if isinstance(error[1], (list, tuple)) else (error[1], error[2])
+    return "{}({})".format(name, code)
 
 
 HEADER = (
@@ -194,21 +203,26 @@ def print_table(cells: Sequence[Cell]) -> None:
 
 
 def grid(args: argparse.Namespace) -> List[Tuple[str, int, int, int]]:
-    if args.quick:
-        return [(store, 2, 16, 4) for store in args.stores]
     return [
         (store, n, m, k)
         for store in args.stores
-        for n in (1, 2, 4, 8)
-        for m in (1, 16, 64)
-        for k in (1, 4, 16)
+        for n in args.processes
+        for m in args.threads
+        for k in args.keys
     ]
+
+
+def numbers(text: str) -> List[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=2 x M=16 x K=4 per store, short phases")
     parser.add_argument("--stores", default="memory,file,redis", help="comma-separated: memory, file, redis")
+    parser.add_argument("--processes", type=numbers, default=None, help="N values (1,2,4,8; quick 2)")
+    parser.add_argument("--threads", type=numbers, default=None, help="M values (1,16,64; quick 16)")
+    parser.add_argument("--keys", type=numbers, default=None, help="K values (1,4,16; quick 4)")
     parser.add_argument("--steady", type=float, default=None, help="steady phase seconds (10; quick 5)")
     parser.add_argument("--floor", type=float, default=None, help="floor phase seconds (1.5; quick 1)")
     parser.add_argument("--pace", type=float, default=0.002, help="pause between a caller's calls (s)")
@@ -216,6 +230,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=100.0, help="token endpoint latency (ms)")
     args = parser.parse_args(argv)
     args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    for name, full, quick in (
+        ("processes", [1, 2, 4, 8], [2]),
+        ("threads", [1, 16, 64], [16]),
+        ("keys", [1, 4, 16], [4]),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     args.steady = args.steady if args.steady is not None else (5.0 if args.quick else 10.0)
     args.floor = args.floor if args.floor is not None else (1.0 if args.quick else 1.5)
     unknown = set(args.stores) - {"memory", "file", "redis"}
@@ -279,6 +300,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
     )
     print_table(cells)
+    for cell in cells:
+        if cell.row.get("kinds"):
+            print(
+                "errors in {} N={} M={} K={}: {}".format(
+                    cell.store, cell.processes, cell.threads, cell.keys, dict(cell.row["kinds"])
+                )
+            )
     return 0
 
 
