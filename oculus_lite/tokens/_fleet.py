@@ -21,6 +21,9 @@ of a miss, written once as a plan so threads and coroutines share it:
    over when it lapses, and never waits past the point where its own deadline leaves time
    for a fetch of its own (half the time it has): then it fetches locally (a bounded
    duplicate, never an error).
+5. When the renewal fails (or the fleet is cooling down), a stored token that is still valid
+   is handed out rather than an error, as the client's own cached token would be, and the
+   next try backs off (1, 2, 4 ... 30 s).
 
 Store faults never reach callers: any exception from a store is logged (once per cool-off)
 and the store is skipped for a jittered cool-off period, during which the client works
@@ -56,6 +59,8 @@ LEASE_SECONDS = 3.0
 #: How long the client leaves a failing store alone (jittered up to twice this).
 STORE_COOL_OFF = 10.0
 _FIRST_POLL, _POLL_GROWTH, _MAX_POLL = 0.025, 1.5, 0.25
+_MAX_RETRY_DELAY = 30.0
+_MAX_FAILURES_KEPT = 4096
 
 
 class FleetCache:
@@ -88,6 +93,7 @@ class FleetCache:
         self._lock = threading.Lock()
         self._skip_until = 0.0
         self._leases: Dict[str, Tuple[StoreKey, str]] = {}  # owner -> (key, owner) under way
+        self._failures: Dict[CacheKey, int] = {}  # renewals failed in a row, per key
         self.stats: Dict[str, int] = {
             "store_hits": 0,
             "leases_won": 0,
@@ -116,7 +122,56 @@ class FleetCache:
     ) -> Plan[Entry]:
         """A token for ``key``: from the store, from the fleet's one leader, or fetched here."""
         skey = self.key(key)
-        shared = yield from self._read(skey, key)
+        spare: Dict[str, Entry] = {}  # a stored token due for renewal but still valid
+        try:
+            return (
+                yield from self._lead_or_wait(endpoint, key, skey, refresh_token, deadline, policy, spare)
+            )
+        except OculusError:
+            # The renewal failed (or the fleet is cooling down): a stored token that is still
+            # valid beats an error, as this process's own cached token would.
+            entry = spare.get("entry")
+            now = self._clock.monotonic()
+            if entry is None or now >= entry.expires:
+                raise
+            if self._verifier is not None and not (yield from self._verified(entry.token, key)):
+                raise
+            self._count("store_hits")
+            with self._lock:
+                failures = self._failures.get(key, 0)
+                if len(self._failures) >= _MAX_FAILURES_KEPT:
+                    self._failures.clear()
+                self._failures[key] = failures + 1
+            # Handed out as fresh until the next try, which backs off like the client's own
+            # retries (1, 2, 4 ... 30 s): a failing service is not asked again on every call.
+            retry_at = min(entry.expires, now + min(_MAX_RETRY_DELAY, 2.0**failures))
+            log.warning(
+                "token renewal failed; using the shared token (valid %.0f s more), next try in %.1f s",
+                entry.expires - now,
+                retry_at - now,
+            )
+            return Entry(
+                entry.token,
+                key,
+                retry_at,
+                max(entry.margin_at, retry_at),
+                entry.expires,
+                entry.wall_expires,
+                None,
+                entry.extra,
+            )
+
+    def _lead_or_wait(
+        self,
+        endpoint: TokenEndpoint,
+        key: CacheKey,
+        skey: StoreKey,
+        refresh_token: Optional[Secret],
+        deadline: float,
+        policy: RetryPolicy,
+        spare: Dict[str, Entry],
+    ) -> Plan[Entry]:
+        shared = yield from self._read(skey, key, spare)
         if shared is not None:
             return shared
         yield from self._check_cooling(skey)
@@ -132,7 +187,7 @@ class FleetCache:
                 break  # our own deadline comes first: fetch here
             yield Sleep(random.uniform(delay / 2.0, delay))
             delay = min(delay * _POLL_GROWTH, _MAX_POLL)
-            shared = yield from self._read(skey, key)
+            shared = yield from self._read(skey, key, spare)
             if shared is not None:
                 return shared
             won = yield from self._call("acquire", self.store.acquire, skey, owner, LEASE_SECONDS)
@@ -143,7 +198,7 @@ class FleetCache:
         try:
             # Between our last read and our lease the previous holder may have written a
             # token (or, after a 429, a cool-down) and let go: look once more before fetching.
-            shared = yield from self._read(skey, key)
+            shared = yield from self._read(skey, key, spare)
             if shared is not None:
                 return shared
             yield from self._check_cooling(skey)
@@ -200,6 +255,7 @@ class FleetCache:
             if exc.retry_after is not None and exc.retry_after > 0:
                 yield from self._call("cool_down", self.store.cool_down, skey, exc.retry_after)
             raise
+        self._renewed(key)
         remaining = entry.expires - self._clock.monotonic()
         if remaining > 0:
             extra = entry.extra or {}
@@ -234,7 +290,9 @@ class FleetCache:
         if first and self._on_lease is not None:
             self._on_lease()
 
-    def _read(self, skey: StoreKey, key: CacheKey) -> Plan[Optional[Entry]]:
+    def _read(self, skey: StoreKey, key: CacheKey, spare: Dict[str, Entry]) -> Plan[Optional[Entry]]:
+        """The stored token when it is still fresh on the fleet's schedule (checked against
+        the JWKS if the store asks for it); one due for renewal is put in ``spare``."""
         shared = yield from self._call("get", self.store.get, skey)
         if not isinstance(shared, SharedToken):
             return None
@@ -252,13 +310,6 @@ class FleetCache:
             # so the fleet renews it once, and short-lived tokens are shared too.
             life = max(life, left)
             refresh_at, margin_at, expires = timing(now - (life - left), life, self._margin)
-        if now >= refresh_at:
-            return None  # due for renewal: one process fetches under the lease, the rest adopt that
-        if self._verifier is not None and not (yield from self._verified(shared.access_token, key)):
-            # Drop it (if it is still there) so the next reader does not pay the check again.
-            yield from self._call("invalidate", self.store.invalidate, skey, shared.access_token)
-            return None
-        self._count("store_hits")
         extra: Dict[str, Any] = {}
         if shared.scope is not None:
             extra["scope"] = shared.scope
@@ -267,7 +318,24 @@ class FleetCache:
         if shared.service_token:
             extra["sdk_service_token"] = shared.service_token
         wall = self._clock.time() + left
-        return Entry(shared.access_token, key, refresh_at, margin_at, expires, wall, None, extra or None)
+        entry = Entry(shared.access_token, key, refresh_at, margin_at, expires, wall, None, extra or None)
+        if now >= refresh_at:
+            # Due for renewal: one process fetches under the lease and the rest adopt that;
+            # this one is kept in case the renewal fails.
+            spare["entry"] = entry
+            return None
+        if self._verifier is not None and not (yield from self._verified(shared.access_token, key)):
+            # Drop it (if it is still there) so the next reader does not pay the check again.
+            yield from self._call("invalidate", self.store.invalidate, skey, shared.access_token)
+            return None
+        self._count("store_hits")
+        self._renewed(key)
+        return entry
+
+    def _renewed(self, key: CacheKey) -> None:
+        if self._failures:
+            with self._lock:
+                self._failures.pop(key, None)
 
     def _verified(self, access_token: str, key: CacheKey) -> Plan[bool]:
         """The issuer signed it, it is current, and it is for this key's audience."""

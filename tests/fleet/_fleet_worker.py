@@ -138,6 +138,7 @@ class _State:
             msg["url"],
             store=self.store,
             timeout=msg.get("timeout", 30.0),
+            retries=msg.get("retries", 3),
             refresh_margin=msg.get("refresh_margin", 10.0),
             revocation_interval=msg.get("revocation_interval"),
         )

@@ -203,12 +203,14 @@ def test_a_cold_burst_asks_once_per_key_with_a_store_and_once_per_process_withou
 
 
 @STORES
-def test_tokens_with_a_short_life_are_shared_and_renewed_once_for_the_fleet(
+def test_tokens_with_a_short_life_are_shared_kept_while_renewal_fails_and_renewed_once(
     fleet: Fleet, emulator: Emulator, backend: Backend
 ) -> None:
     """8 s tokens: the refresh margin shrinks to 2 s (a quarter of the life), and a stored
-    token is judged on the schedule of the leader that fetched it, so it is shared; at its
-    refresh point one process renews it and the others adopt the new one."""
+    token is judged on the schedule of the leader that fetched it, so it is shared. Past its
+    refresh point it is renewed by one process rather than adopted; while the service cannot
+    renew it, processes that start then still get it (it is valid) instead of an error; once
+    the service answers again, one process renews it for all."""
     emulator.add_agent(CLIENT_ID, SECRET, scopes=["fleet:*"], token_ttl=8)
     keys = KEYS[:2]
     setup(fleet, emulator, backend.spec(), refresh_margin=10.0)
@@ -218,11 +220,20 @@ def test_tokens_with_a_short_life_are_shared_and_renewed_once_for_the_fleet(
     assert requests(emulator) == len(keys)
 
     time.sleep(4.5)  # past the refresh point (8 - 2 - 2 = 4 s after the fetch), before expiry
+    emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 503}])
+    late = fleet.workers[2:]  # two processes that start now: nothing cached
+    fleet.setup(late, client_id=CLIENT_ID, secret=SECRET, url=emulator.url, store=backend.spec(), retries=0)
+    during = fleet.start(keys, THREADS, workers=late).finish()
+    check_clean(during, len(late) * THREADS * len(keys))
+    assert [during.tokens(i) for i in range(len(keys))] == [{token: len(late) * THREADS} for token in old]
+    assert requests(emulator) == len(keys) + len(late) * len(keys)  # each tried once, under the lease
+
+    emulator.clear_faults()
     renewed = fleet.ask({"op": "wait_new", "keys": keys, "old": old})
     news = {index: {reply["tokens"][index] for reply in renewed.values()} for index in range(len(keys))}
     assert all(len(tokens) == 1 for tokens in news.values()), news
     assert all(news[index] != {old[index]} for index in news)
-    assert requests(emulator) == 2 * len(keys)
+    assert requests(emulator) == len(keys) + len(late) * len(keys) + len(keys)
 
 
 # ---------------------------------------------------------------------- leaders that fail
