@@ -41,8 +41,8 @@ class UrllibTransport(TransportBase):
     are closed after 30 s, by ``close()``, and never shared with a forked child; a
     connection the server closed while idle is replaced without an error, and a request
     is resent after the keep-alive race only when ``Request.may_resend``. Loopback hosts
-    never go through a proxy. Construction is cheap: the opener, the pool and the TLS
-    context are built on first use.
+    never go through a proxy. The first construction in a process imports ``urllib.request``
+    and ``http.client``; the opener, the pool and the TLS context are built on first use.
     """
 
     def __init__(
@@ -55,6 +55,11 @@ class UrllibTransport(TransportBase):
         max_idle_per_origin: int = 10,
     ) -> None:
         super().__init__(max_response_bytes=max_response_bytes)
+        # The network modules load now, in the thread building the client, not on the first
+        # request: a fork that lands while another thread is importing them would leave the
+        # child stuck on that module's import lock.
+        from . import _keepalive  # noqa: F401
+
         if (
             isinstance(max_idle_per_origin, bool)
             or not isinstance(max_idle_per_origin, int)
