@@ -32,6 +32,8 @@ NEEDS: Dict[str, Sequence[Tuple[str, str]]] = {
     ),
     "pyodide": (("npm", "install Node.js"),),
     "store-redis": (("redis-server", "apt-get install redis-server"),),
+    "bench-fleet": (("redis-server", "apt-get install redis-server"),),
+    "soak-fleet": (("redis-server", "apt-get install redis-server"),),
 }
 
 
