@@ -33,6 +33,12 @@ KINDS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def timeout_for(name: str) -> float:
+    """A hung server (delay) holds every request until the client's timeout, in real time, so
+    that one stays short; servers that answer at once get a timeout no loaded machine reaches."""
+    return 0.5 if name == "delay" else 10.0
+
+
 @pytest.fixture
 def revocation(emulator) -> Any:
     transport = UrllibTransport()
@@ -40,7 +46,7 @@ def revocation(emulator) -> Any:
 
     def make(**kwargs: Any) -> RevocationList:
         kwargs.setdefault("interval", None)
-        kwargs.setdefault("timeout", 0.5)  # what a hung server (delay) costs in real time
+        kwargs.setdefault("timeout", 10.0)
         kwargs.setdefault("retries", 0)
         rl = RevocationList(emulator.url + REVOKED, transport=transport, **kwargs)
         made.append(rl)
@@ -58,7 +64,7 @@ def revocation(emulator) -> Any:
 def test_revocation_fault_keeps_the_last_good_list(emulator, revocation, caplog, name):
     caplog.set_level(logging.WARNING, logger="oculus_lite.revocation")
     emulator.revoke("jti-1")
-    rl = revocation()
+    rl = revocation(timeout=timeout_for(name))
     assert rl.refresh() is True and rl.revoked == {"jti-1"}
     emulator.revoke("jti-2")  # a change the failing fetches cannot deliver
     emulator.set_faults([dict(KINDS[name], path=REVOKED, every=1)])
@@ -112,24 +118,32 @@ def test_client_keeps_serving_tokens_while_the_revocation_list_fails(
 
 
 @pytest.fixture
-def verifier(emulator) -> Any:
-    # cache_ttl=0: every verify wants a fresh key set, so every verify meets the fault
-    v = JwksVerifier(
-        emulator.url,
-        check_revocation=False,
-        memo=False,
-        cache_ttl=0,
-        min_cache_ttl=0,
-        retries=0,
-        timeout=0.5,  # what a hung server (delay) costs in real time
-    )
-    yield v
-    v.close()
+def make_verifier(emulator) -> Any:
+    made: List[JwksVerifier] = []
+
+    def make(timeout: float = 10.0) -> JwksVerifier:
+        # cache_ttl=0: every verify wants a fresh key set, so every verify meets the fault
+        v = JwksVerifier(
+            emulator.url,
+            check_revocation=False,
+            memo=False,
+            cache_ttl=0,
+            min_cache_ttl=0,
+            retries=0,
+            timeout=timeout,
+        )
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        v.close()
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
-def test_jwks_fault_keeps_the_last_good_key_set(emulator, verifier, caplog, name):
+def test_jwks_fault_keeps_the_last_good_key_set(emulator, make_verifier, caplog, name):
     caplog.set_level(logging.WARNING, logger="oculus_lite.jwt")
+    verifier = make_verifier(timeout_for(name))
     token = emulator.issue_token()
     assert verifier.verify(token)["sub"] == emulator.demo_client_id
     kids = verifier.key_ids
@@ -149,9 +163,10 @@ def test_jwks_fault_keeps_the_last_good_key_set(emulator, verifier, caplog, name
     verifier.refresh_keys()
 
 
-def test_jwks_unreachable_before_any_success_is_an_error_not_a_verdict(emulator, verifier):
+def test_jwks_unreachable_before_any_success_is_an_error_not_a_verdict(emulator, make_verifier):
     from oculus_lite import InvalidTokenError
 
+    verifier = make_verifier()
     emulator.set_faults([{"path": JWKS, "kind": "status", "status": 503, "every": 1}])
     with pytest.raises(OculusError) as info:
         verifier.verify(emulator.issue_token())
@@ -197,7 +212,9 @@ def _decide(url: str, pid: str) -> None:
 def test_polling_survives_transient_faults(emulator, otp_key, pending, clock, name):
     rule = dict(KINDS[name], path=POLL, method="GET", next=2)
     emulator.set_faults([rule])
-    with PermissionClient(api_key=otp_key, base_url=emulator.url, timeout=0.5, retries=2, clock=clock) as c:
+    with PermissionClient(
+        api_key=otp_key, base_url=emulator.url, timeout=timeout_for(name), retries=2, clock=clock
+    ) as c:
         result = c.wait_for_permission(pending.id, timeout=10, poll_interval=0.01)
     assert result.status.value == "approved" and result.token
     assert emulator.stats()["faults_fired"] == 2
