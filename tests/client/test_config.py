@@ -34,7 +34,7 @@ def test_precedence_argument_then_agent_then_oculus(monkeypatch):
     monkeypatch.setenv("ANTI_AI_URL", "https://anti.example.com/")
     client = Client()
     assert client.client_id == "from-agent" and client.base_url == "https://anti.example.com"
-    assert client._endpoint._secret.reveal() == "agent-secret"
+    assert client._endpoint is not None and client._endpoint._secret.reveal() == "agent-secret"
     explicit = Client("explicit", "explicit-secret", "https://explicit.example.com")
     assert explicit.client_id == "explicit" and explicit.base_url == "https://explicit.example.com"
 

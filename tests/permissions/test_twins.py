@@ -50,6 +50,7 @@ def test_the_async_client_logs_what_the_sync_one_logs(otp_agent: Any, caplog: An
     with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url) as client:
         permission = client.request_permission("files.read", {"max": 1})
         client.get_permission(permission.id)
+        assert permission.token is not None
         client.use_token(permission.id, permission.token)
     sync_messages = scrub_ids(_debug_messages(caplog))
     caplog.clear()
@@ -58,6 +59,7 @@ def test_the_async_client_logs_what_the_sync_one_logs(otp_agent: Any, caplog: An
         async with AsyncPermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url) as client:
             permission = await client.request_permission("files.read", {"max": 1})
             await client.get_permission(permission.id)
+            assert permission.token is not None
             await client.use_token(permission.id, permission.token)
 
     asyncio.run(main())
