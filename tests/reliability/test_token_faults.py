@@ -118,9 +118,9 @@ def test_429_retry_after_is_honoured_and_reported(emulator, make_client, token_r
 
 
 def test_trickle_beyond_the_timeout_is_a_timeout(emulator, make_client, token_requests):
-    # Real time: ~860-byte body at one byte per 3 ms (~2.6 s) against a 0.5 s timeout
+    # Real time: ~860-byte body at one byte per 3 ms (~2.6 s) against a 0.25 s timeout
     emulator.set_faults([{"path": TOKEN, "kind": "trickle", "interval_ms": 3, "every": 1}])
-    client = make_client(timeout=0.5, retries=0)
+    client = make_client(timeout=0.25, retries=0)
     with pytest.raises(NetworkTimeoutError):
         client.get_token("db:read")
     assert token_requests() == 1
