@@ -61,12 +61,12 @@ def assert_clean(exc: BaseException, canary: str) -> None:
 
 @pytest.fixture
 def make_agent_client(emulator, make_client, canary, clock):
-    """A client (on the test's manual clock, timeout 1.5 s, one retry unless told) for an agent
-    whose tokens live ``ttl`` seconds."""
+    """A client (on the test's manual clock, one retry unless told) for an agent whose tokens
+    live ``ttl`` seconds."""
 
-    def make(ttl: int, retries: int = 1) -> Any:
+    def make(ttl: int, retries: int = 1, timeout: float = 10.0) -> Any:
         emulator.add_agent("short", canary, scopes=["db:*"], token_ttl=ttl)
-        return make_client(client_id="short", timeout=1.5, retries=retries)
+        return make_client(client_id="short", timeout=timeout, retries=retries)
 
     return make
 
@@ -75,7 +75,7 @@ def make_agent_client(emulator, make_client, canary, clock):
 def test_fault_without_a_cached_token(emulator, make_client, token_requests, canary, clock, name):
     _, expected, requests = FAULTS[name]
     emulator.set_faults([rule(name)])
-    client = make_client(timeout=1.5, retries=2)
+    client = make_client(retries=2)
     with pytest.raises(expected) as info:
         client.get_token("db:read")
     assert isinstance(info.value, OculusError)
@@ -174,9 +174,10 @@ def test_valid_token_is_served_while_the_endpoint_fails(emulator, make_agent_cli
 
 def test_valid_token_is_served_while_the_endpoint_hangs(emulator, make_agent_client, canary, clock):
     # A hung server costs real time (socket timeouts). A refresh may not outlive the token it
-    # replaces, so a 1 s token keeps those waits short until it has expired; no retries (on a
-    # manual clock a timed-out attempt takes no time, so a retry would only repeat the wait).
-    client = make_agent_client(1, retries=0)
+    # replaces, so a 1 s token keeps those waits short until it has expired, and the 1.5 s
+    # timeout bounds the one after. No retries (on a manual clock a timed-out attempt takes no
+    # time, so a retry would only repeat the wait).
+    client = make_agent_client(1, retries=0, timeout=1.5)
     first = client.get_token("db:read")
     entry = client._cache.get("db:read")
     emulator.set_faults([rule("delay")])
