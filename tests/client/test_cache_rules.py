@@ -2,21 +2,11 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
 from oculus_lite import Client, ServerError, Token
 from oculus_lite.tokens._cache import Entry, TokenCache, timing
-
-
-def wait_until(predicate, timeout=10.0):
-    """Poll a condition the client reaches on its own (background refresh); fails loudly."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within {} s".format(timeout))
-        time.sleep(0.02)
 
 
 def test_token_is_cached_and_reused(make_client, token_requests):
@@ -158,20 +148,27 @@ def test_single_flight_shares_the_error(emulator, make_client, token_requests):
     assert token_requests() == 1
 
 
-def test_refresh_ahead_renews_in_background(emulator, make_client, token_requests):
-    emulator.add_agent("brief", "brief-secret", scopes=["db:*"], token_ttl=2)
+def test_refresh_ahead_renews_in_background(emulator, make_client, token_requests, clock):
+    emulator.add_agent("brief", "brief-secret", scopes=["db:*"], token_ttl=600)
     client = make_client(client_id="brief", client_secret="brief-secret")
     first = client.get_token("db:read")
-    seen = set()
-
-    def renewed():
-        seen.add(client.get_token("db:read"))
-        return len(seen - {first}) > 0
-
-    wait_until(renewed)
-    # Every call in between got a token; the old one was served while the new one was fetched.
-    assert first in seen
-    assert token_requests() >= 2
+    entry = client._cache.get("db:read")
+    assert (entry.refresh_at, entry.margin_at, entry.expires) == timing(clock.monotonic(), 600.0, 10.0)
+    # FRESH until refresh_at: served from the cache, nothing else happens.
+    clock.advance_to(entry.refresh_at - 0.001)
+    assert client.get_token("db:read") == first
+    assert token_requests() == 1
+    # STALE from refresh_at: the caller still gets the old token at once...
+    clock.advance_to(entry.refresh_at)
+    assert client.get_token("db:read") == first
+    # ...while one background refresh fetches the next, timed from when it was sent.
+    clock.wait_idle()
+    assert token_requests() == 2
+    renewed = client._cache.get("db:read")
+    assert renewed.token != first and renewed.expires == pytest.approx(entry.refresh_at + 600.0)
+    for _ in range(10):
+        assert client.get_token("db:read") == renewed.token
+    assert token_requests() == 2
     refreshers = [t for t in threading.enumerate() if t.name.startswith("oculus-lite-worker")]
     assert refreshers and all(t.daemon for t in refreshers)
     client.stop()
@@ -180,15 +177,14 @@ def test_refresh_ahead_renews_in_background(emulator, make_client, token_request
     assert not any(t.is_alive() for t in refreshers)
 
 
-def test_refresh_token_grant_is_used_and_rotating_tokens_coalesce(emulator, make_client):
+def test_refresh_token_grant_is_used_and_rotating_tokens_coalesce(emulator, make_client, clock):
     emulator.add_agent(
-        "rot", "rot-secret", scopes=["db:*"], token_ttl=2, refresh_tokens=True, rotate_refresh_tokens=True
+        "rot", "rot-secret", scopes=["db:*"], token_ttl=600, refresh_tokens=True, rotate_refresh_tokens=True
     )
     client = make_client(client_id="rot", client_secret="rot-secret")
     first = client.get_token("db:read")
-    # Wait (without calling get_token, so no refresh ahead starts) until callers must block.
-    entry = client._cache.get("db:read")
-    wait_until(lambda: entry.margin_at <= time.monotonic())
+    # Move (without calling get_token, so no refresh ahead starts) to where callers must block.
+    clock.advance_to(client._cache.get("db:read").margin_at)
     barrier = threading.Barrier(64)
     results, errors = [], []
 
@@ -212,23 +208,34 @@ def test_refresh_token_grant_is_used_and_rotating_tokens_coalesce(emulator, make
     assert after.get("client_credentials", 0) == before.get("client_credentials", 0)
 
 
-def test_failed_refresh_keeps_the_valid_token(emulator, make_client):
-    emulator.add_agent("flaky", "flaky-secret", scopes=["db:*"], token_ttl=3)
+def test_failed_refresh_keeps_the_valid_token(emulator, make_client, clock):
+    emulator.add_agent("flaky", "flaky-secret", scopes=["db:*"], token_ttl=600)
     client = make_client(client_id="flaky", client_secret="flaky-secret", retries=0)
     first = client.get_token("db:read")
     entry = client._cache.get("db:read")
     emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 503, "every": 1}])
-    # Inside the refresh window and the margin, callers keep getting the still-valid token.
-    wait_until(lambda: time.monotonic() >= entry.margin_at)
-    while time.monotonic() < entry.expires - 0.3:
-        assert client.get_token("db:read") == first
-        time.sleep(0.05)
+
+    def fired():
+        return emulator.stats()["faults_fired"]
+
+    # In the margin a caller waits for the refresh; it fails, and it gets the still-valid token.
+    clock.advance_to(entry.margin_at)
+    assert client.get_token("db:read") == first and fired() == 1
+    # The failure backs off (0.5 s, then 1 s): meanwhile callers get the token without waiting.
+    clock.advance_to(entry.margin_at + 0.499)
+    assert client.get_token("db:read") == first and fired() == 1
+    clock.advance_to(entry.margin_at + 0.501)
+    assert client.get_token("db:read") == first and fired() == 2
+    clock.advance_to(entry.expires - 0.2)
+    assert client.get_token("db:read") == first and fired() == 3
     # Once it has really expired, the error surfaces.
-    wait_until(lambda: time.monotonic() >= entry.expires)
+    clock.advance_to(entry.expires)
     with pytest.raises(ServerError):
         client.get_token("db:read")
+    assert fired() == 4
     emulator.clear_faults()
     assert client.get_token("db:read") != first
+    assert emulator.stats()["token_requests"] == 6
 
 
 def test_async_hit_takes_no_thread_hop(make_client):

@@ -8,6 +8,7 @@ from oculus_lite import (
     ClientClosedError,
     ForbiddenError,
     InvalidResponseError,
+    ManualClock,
     NetworkError,
     NetworkTimeoutError,
     OculusAPIError,
@@ -80,7 +81,7 @@ def test_rfc6749_error_bodies_are_parsed(emulator, make_client):
     assert info.value.code == "invalid_client"
 
 
-def test_non_json_error_body_still_gives_a_clear_error(emulator, make_client):
+def test_non_json_error_body_still_gives_a_clear_error(emulator, make_client, clock):
     emulator.set_faults(
         [
             {
@@ -97,24 +98,27 @@ def test_non_json_error_body_still_gives_a_clear_error(emulator, make_client):
     assert "502" in str(info.value) and "non-JSON" in str(info.value)
 
 
-def test_5xx_is_retried(emulator, make_client, token_requests):
+def test_5xx_is_retried(emulator, make_client, token_requests, clock):
     emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 503, "next": 2}])
     assert make_client().get_token("db:read")
     assert token_requests() == 3
 
 
-def test_connection_close_is_retried(emulator, make_client, token_requests):
+def test_connection_close_is_retried(emulator, make_client, token_requests, clock):
     emulator.set_faults([{"path": "/oauth/token", "kind": "close", "next": 1}])
     assert make_client().get_token("db:read")
     assert token_requests() == 2
 
 
-def test_429_waits_for_retry_after(emulator, make_client, token_requests):
+def test_429_waits_for_retry_after(emulator, make_client, token_requests, clock):
     emulator.set_faults(
         [{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 1, "next": 1}]
     )
-    assert make_client().get_token("db:read")
+    client = make_client()
+    started = clock.monotonic()
+    assert client.get_token("db:read")
     assert token_requests() == 2
+    assert clock.monotonic() - started == pytest.approx(1.0)  # the Retry-After, not a backoff
 
 
 def test_429_beyond_the_deadline_is_raised_with_retry_after(emulator, make_client, token_requests):
@@ -135,9 +139,10 @@ def test_other_4xx_are_not_retried(emulator, make_client, token_requests):
 
 
 def test_the_whole_call_respects_timeout(emulator, make_client):
+    # Real time (a socket timeout), as short as proves it: 0.2 s against a 3 s hang.
     emulator.set_faults([{"path": "/oauth/token", "kind": "delay", "delay_ms": 3000, "every": 1}])
     with pytest.raises(NetworkTimeoutError) as info:
-        make_client(timeout=0.5).get_token("db:read")
+        make_client(timeout=0.2).get_token("db:read")
     assert isinstance(info.value, NetworkError) and isinstance(info.value, TimeoutError)
     assert info.value.__cause__ is not None or "no time left" in str(info.value)
 
@@ -145,7 +150,9 @@ def test_the_whole_call_respects_timeout(emulator, make_client):
 def test_connection_refused_is_a_network_error(canary):
     with Emulator() as emu:
         url = emu.url
-    client = Client("agent-1", canary, url, retries=1, timeout=2, revocation_interval=None)
+    client = Client(
+        "agent-1", canary, url, retries=1, timeout=2, revocation_interval=None, clock=ManualClock()
+    )
     with pytest.raises(NetworkError) as info:
         client.get_token("db:read")
     assert "refused" in str(info.value) and canary not in str(info.value)

@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -24,29 +23,36 @@ def test_check_revocation_then_get_token_raises(emulator, make_client, token_req
     assert token_requests() == 3
 
 
-def test_poller_starts_with_the_first_token_and_stops(emulator, make_client):
-    client = make_client(revocation_interval=0.2)
+def test_poller_starts_with_the_first_token_and_stops(emulator, make_client, clock):
+    client = make_client(revocation_interval=15.0)
 
     def names():
         return {t.name for t in threading.enumerate() if t.name.startswith("oculus-lite-worker")}
 
+    def polls():
+        stats = emulator.stats()
+        return stats["revocation_requests"], stats["revocation_not_modified"]
+
     assert not names()
     info = client.get_token_info("db:read")
+    started = clock.monotonic()
     assert names()
-    deadline = time.monotonic() + 10
-    while emulator.stats()["revocation_not_modified"] < 1:  # the poller sends If-None-Match
-        assert time.monotonic() < deadline, "no 304 within 10 s"
-        time.sleep(0.05)
+    clock.wait_idle()
+    assert polls() == (1, 0)  # the first poll runs with the first token
+    clock.advance_to(started + 15.0)
+    clock.wait_idle()
+    assert polls() == (2, 1)  # then every 15 s, with If-None-Match: a 304
     emulator.revoke(info.jti)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.get_token("db:read")
-        except TokenRevokedException as exc:
-            assert exc.jti == info.jti
-            break
-        assert time.monotonic() < deadline, "revocation not seen within 10 s"
-        time.sleep(0.05)
+    clock.advance_to(started + 29.999)
+    clock.wait_idle()
+    assert polls() == (2, 1)
+    assert client.get_token("db:read") == info.access_token  # not known here before the next poll
+    clock.advance_to(started + 30.0)
+    clock.wait_idle()
+    assert polls() == (3, 1)
+    with pytest.raises(TokenRevokedException) as raised:
+        client.get_token("db:read")
+    assert raised.value.jti == info.jti
     client.stop()
     assert not names()
 

@@ -7,6 +7,7 @@ Used by tests/jwt, tests/interop and tests/benchmarks/bench_verify.py.
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,9 +19,30 @@ _KEYS: Dict[int, List[_signing.RSAPrivateKey]] = {}
 _KEYS_LOCK = threading.Lock()
 
 
+def _from_primes(p: int, q: int, e: int = 65537) -> _signing.RSAPrivateKey:
+    if p < q:
+        p, q = q, p
+    d = pow(e, -1, (p - 1) * (q - 1))
+    return _signing.RSAPrivateKey(p * q, e, d, p, q, d % (p - 1), d % (q - 1), pow(q, -1, p))
+
+
+def _fixed_keys() -> Dict[int, List[_signing.RSAPrivateKey]]:
+    """The keys in fixed_keys.json: generating a 2048-bit key costs 0.5-2 s of CPU, in every
+    process of a run (each pytest-xdist worker too)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixed_keys.json")) as f:
+        data = json.load(f)
+    return {
+        int(bits): [_from_primes(int(k["p"], 16), int(k["q"], 16)) for k in keys]
+        for bits, keys in data.items()
+        if bits.isdigit()
+    }
+
+
 def rsa_key(bits: int = 2048, index: int = 0) -> _signing.RSAPrivateKey:
-    """A process-wide cached test key (generation takes about a second at 2048 bits)."""
+    """A process-wide test key: one from fixed_keys.json, or a new one past those."""
     with _KEYS_LOCK:
+        if not _KEYS:
+            _KEYS.update(_fixed_keys())
         keys = _KEYS.setdefault(bits, [])
         while len(keys) <= index:
             keys.append(_signing.generate_private_key(bits))

@@ -115,8 +115,10 @@ def human(emulator: Emulator) -> Iterator[Human]:
 
 
 @pytest.fixture
-def client(otp_agent: Any) -> Iterator[Any]:
+def client(request: pytest.FixtureRequest, otp_agent: Any) -> Iterator[Any]:
+    """A permission client; on the test's ``clock`` (shared with the emulator) when it asks for one."""
     from oculus_lite import PermissionClient
 
-    with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url) as c:
+    clock = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
+    with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url, clock=clock) as c:
         yield c

@@ -263,9 +263,11 @@ def test_expiry_while_waiting(client: Any, otp_agent: Any) -> None:
     assert status == 409 and body["error"]["code"] == "CONFLICT"
 
 
-def test_approval_timeout(client: Any, otp_agent: Any) -> None:
+def test_approval_timeout(client: Any, otp_agent: Any, clock: Any) -> None:
+    started = clock.monotonic()
     with pytest.raises(ApprovalTimeoutError) as info:
         client.request_permission("x", {}, wait_for_approval=True, timeout=0.2, poll_interval=0.05)
+    assert clock.monotonic() - started == pytest.approx(0.2)  # it waited its timeout, no more
     assert isinstance(info.value, TimeoutError)
     pid = info.value.permission_id
     assert pid and pid in str(info.value)
@@ -429,29 +431,39 @@ def test_rate_limit_429_with_retry_after(client: Any, otp_agent: Any) -> None:
     assert otp_agent.otp.stats()["otp_rate_limited"] == 2
 
 
-def test_polling_waits_retry_after_then_succeeds() -> None:
+def test_polling_waits_retry_after_then_succeeds(clock: Any) -> None:
     from oculus_lite.emulator import Emulator
 
     with Emulator(
-        config={"otp": {"rate_window": 2, "agents": [{"api_key": "ak_rl", "rate_limit": 2}]}}
+        config={"otp": {"rate_window": 2, "agents": [{"api_key": "ak_rl", "rate_limit": 2}]}}, clock=clock
     ) as emu:
-        with PermissionClient(api_key="ak_rl", base_url=emu.url) as c:
+        with PermissionClient(api_key="ak_rl", base_url=emu.url, clock=clock) as c:
             first = c.request_permission("x", {})
             c.get_permission(first.id)  # window full now
             decide(emu.url, first.id, True)
+            started = clock.monotonic()
             result = c.wait_for_permission(first.id, timeout=10, poll_interval=0.01)
+            waited = clock.monotonic() - started
         assert result.status == "approved" and result.token
-        assert emu.otp.stats()["otp_rate_limited"] >= 1
+        assert emu.otp.stats()["otp_rate_limited"] == 1
+        assert waited == pytest.approx(2.0)  # the Retry-After the service sent: until its window ends
 
 
-def test_client_paces_itself_under_its_limit(otp_agent: Any) -> None:
-    with PermissionClient(api_key=otp_agent.api_key, base_url=otp_agent.url, max_requests_per_minute=3) as c:
+def test_client_paces_itself_under_its_limit(otp_agent: Any, clock: Any) -> None:
+    with PermissionClient(
+        api_key=otp_agent.api_key, base_url=otp_agent.url, max_requests_per_minute=3, clock=clock
+    ) as c:
+        started = clock.monotonic()
         p = c.request_permission("x", {})
         c.get_permission(p.id)
         c.get_permission(p.id)
         with pytest.raises(ApprovalTimeoutError):  # the 4th request would exceed 3/min
-            c.wait_for_permission(p.id, timeout=0.3, poll_interval=0.01)
-    assert otp_agent.otp.stats()["permission_polls"] == 2
+            c.wait_for_permission(p.id, timeout=30, poll_interval=0.01)
+        assert otp_agent.otp.stats()["permission_polls"] == 2
+        # a plain call waits for the slot: a minute after the first request, not a moment sooner
+        assert c.get_permission(p.id).status == "pending"
+        assert clock.monotonic() - started == pytest.approx(60.0)
+    assert otp_agent.otp.stats()["permission_polls"] == 3
 
 
 def test_unknown_api_key_is_authentication_error(emulator: Any) -> None:
@@ -471,7 +483,7 @@ def test_expiry_by_the_local_clock_when_the_server_still_says_pending(client: An
     assert otp_agent.otp.stats()["permission_polls"] == 1
 
 
-def test_sync_wait_leaves_no_thread_behind(client: Any) -> None:
+def test_sync_wait_leaves_no_thread_behind(client: Any, clock: Any) -> None:
     def ours() -> Set[threading.Thread]:  # the emulator's per-connection threads come and go
         def server_side(t: threading.Thread) -> bool:
             target = getattr(t, "_target", None)

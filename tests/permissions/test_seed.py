@@ -162,9 +162,19 @@ def seed_env(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return emulator
 
 
+def hold_first_poll(emu: Any) -> None:
+    """Hold the agent's first status poll 0.2 s, so the human (woken the moment the request
+    goes pending) decides before it is answered. The snippets poll every 2 s (the default):
+    a human who lost that race would cost a real 2 s wait; a slow one still passes, later."""
+    emu.set_faults(
+        [{"path": "/api/v1/permissions/*", "method": "GET", "kind": "delay", "delay_ms": 200, "next": 1}]
+    )
+
+
 def test_quick_start_waits_for_a_human(seed_env: Any, human: Any) -> None:
     sent: List[Dict[str, Any]] = []
     out = io.StringIO()
+    hold_first_poll(seed_env)
     human.will_decide(approved=True)
     with contextlib.redirect_stdout(out):
         ns = run(QUICK_START, send_email=lambda **kw: sent.append(kw))
@@ -189,6 +199,7 @@ def test_async_snippet(seed_env: Any, human: Any) -> None:
     async def process_file(token: str) -> None:
         processed.append(token)
 
+    hold_first_poll(seed_env)
     human.will_decide(approved=True)
     run(ASYNC, process_file=process_file)
     ((pid, status, payload),) = human.join()
@@ -284,6 +295,7 @@ def test_langchain_pattern_approved_and_denied(seed_env: Any, human: Any) -> Non
     )
     assert tool._run("a@example.com", "hi", "body") == "Email sent successfully"
     assert sent[0][:3] == ("a@example.com", "hi", "body") and sent[0][3].startswith("otp_")
+    hold_first_poll(seed_env)
     human.will_decide(approved=False, reason="not today")
     assert tool._run("b@example.com", "hi", "body") == "Permission denied: not today"
     human.join()

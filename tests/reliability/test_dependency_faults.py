@@ -3,11 +3,13 @@
 Revocation list and key set: a failed fetch raises (or is logged by the poller) as a typed
 error, the last good list/key set stays in force, and the log says it is stale.
 Permission polling: transient failures are retried and ``Retry-After`` is honoured.
+
+Waits (poll intervals, backoff, Retry-After) run on a ``ManualClock``; only the hung
+server (``delay``) takes real time, as short as a socket timeout proves it.
 """
 
 import logging
-import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -22,7 +24,7 @@ JWKS = "/.well-known/jwks.json"
 KINDS: Dict[str, Dict[str, Any]] = {
     "status-500": {"kind": "status", "status": 500},
     "status-429": {"kind": "status", "status": 429, "retry_after": "120"},
-    "delay": {"kind": "delay", "delay_ms": 1500},
+    "delay": {"kind": "delay", "delay_ms": 3000},
     "close": {"kind": "close"},
     "truncate": {"kind": "truncate"},
     "badjson": {"kind": "badjson"},
@@ -31,12 +33,10 @@ KINDS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within {} s".format(timeout))
-        time.sleep(0.02)
+def timeout_for(name: str) -> float:
+    """A hung server (delay) holds every request until the client's timeout, in real time, so
+    that one stays short; servers that answer at once get a timeout no loaded machine reaches."""
+    return 0.5 if name == "delay" else 10.0
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def revocation(emulator) -> Any:
 
     def make(**kwargs: Any) -> RevocationList:
         kwargs.setdefault("interval", None)
-        kwargs.setdefault("timeout", 0.5)
+        kwargs.setdefault("timeout", 10.0)
         kwargs.setdefault("retries", 0)
         rl = RevocationList(emulator.url + REVOKED, transport=transport, **kwargs)
         made.append(rl)
@@ -64,7 +64,7 @@ def revocation(emulator) -> Any:
 def test_revocation_fault_keeps_the_last_good_list(emulator, revocation, caplog, name):
     caplog.set_level(logging.WARNING, logger="oculus_lite.revocation")
     emulator.revoke("jti-1")
-    rl = revocation()
+    rl = revocation(timeout=timeout_for(name))
     assert rl.refresh() is True and rl.revoked == {"jti-1"}
     emulator.revoke("jti-2")  # a change the failing fetches cannot deliver
     emulator.set_faults([dict(KINDS[name], path=REVOKED, every=1)])
@@ -82,23 +82,29 @@ def test_revocation_fault_keeps_the_last_good_list(emulator, revocation, caplog,
     assert rl.refresh() is True and rl.revoked == {"jti-1", "jti-2"} and rl.failures == 0
 
 
-def test_revocation_poller_rides_out_an_outage(emulator, revocation, caplog):
+def test_revocation_poller_rides_out_an_outage(emulator, revocation, caplog, clock):
     caplog.set_level(logging.WARNING, logger="oculus_lite.revocation")
     emulator.revoke("jti-1")
-    rl = revocation(interval=0.05)
+    rl = revocation(interval=15.0, clock=clock)
     rl.refresh()
     emulator.set_faults([{"path": REVOKED, "kind": "close", "every": 1}])
     rl.start()
-    wait_until(lambda: rl.failures >= 2)
-    assert rl.revoked == {"jti-1"} and rl.running
-    assert any("stale" in r.getMessage() for r in caplog.records)
+    for failures in (1, 2):  # each wait is at most four intervals (backoff cap)
+        clock.advance(60.0)
+        clock.wait_idle()
+        assert rl.failures == failures and rl.revoked == {"jti-1"} and rl.running
+    assert emulator.stats()["faults_fired"] == 2
+    assert sum("stale" in r.getMessage() for r in caplog.records) == 2
     emulator.revoke("jti-2")
     emulator.clear_faults()
-    wait_until(lambda: rl.failures == 0 and "jti-2" in rl.revoked, timeout=15)
-    assert rl.running
+    clock.advance(60.0)
+    clock.wait_idle()
+    assert rl.failures == 0 and rl.revoked == {"jti-1", "jti-2"} and rl.running
 
 
-def test_client_keeps_serving_tokens_while_the_revocation_list_fails(emulator, make_client, token_requests):
+def test_client_keeps_serving_tokens_while_the_revocation_list_fails(
+    emulator, make_client, token_requests, clock
+):
     client = make_client()
     first = client.get_token("db:read")
     emulator.set_faults([{"path": REVOKED, "kind": "status", "status": 503, "every": 1}])
@@ -112,24 +118,32 @@ def test_client_keeps_serving_tokens_while_the_revocation_list_fails(emulator, m
 
 
 @pytest.fixture
-def verifier(emulator) -> Any:
-    # cache_ttl=0: every verify wants a fresh key set, so every verify meets the fault
-    v = JwksVerifier(
-        emulator.url,
-        check_revocation=False,
-        memo=False,
-        cache_ttl=0,
-        min_cache_ttl=0,
-        retries=0,
-        timeout=0.5,
-    )
-    yield v
-    v.close()
+def make_verifier(emulator) -> Any:
+    made: List[JwksVerifier] = []
+
+    def make(timeout: float = 10.0) -> JwksVerifier:
+        # cache_ttl=0: every verify wants a fresh key set, so every verify meets the fault
+        v = JwksVerifier(
+            emulator.url,
+            check_revocation=False,
+            memo=False,
+            cache_ttl=0,
+            min_cache_ttl=0,
+            retries=0,
+            timeout=timeout,
+        )
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        v.close()
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
-def test_jwks_fault_keeps_the_last_good_key_set(emulator, verifier, caplog, name):
+def test_jwks_fault_keeps_the_last_good_key_set(emulator, make_verifier, caplog, name):
     caplog.set_level(logging.WARNING, logger="oculus_lite.jwt")
+    verifier = make_verifier(timeout_for(name))
     token = emulator.issue_token()
     assert verifier.verify(token)["sub"] == emulator.demo_client_id
     kids = verifier.key_ids
@@ -150,9 +164,10 @@ def test_jwks_fault_keeps_the_last_good_key_set(emulator, verifier, caplog, name
     verifier.refresh_keys()
 
 
-def test_jwks_unreachable_before_any_success_is_an_error_not_a_verdict(emulator, verifier):
+def test_jwks_unreachable_before_any_success_is_an_error_not_a_verdict(emulator, make_verifier):
     from oculus_lite import InvalidTokenError
 
+    verifier = make_verifier()
     emulator.set_faults([{"path": JWKS, "kind": "status", "status": 503, "every": 1}])
     with pytest.raises(OculusError) as info:
         verifier.verify(emulator.issue_token())
@@ -195,44 +210,47 @@ def _decide(url: str, pid: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["status-500", "close", "delay"])
-def test_polling_survives_transient_faults(emulator, otp_key, pending, name):
+def test_polling_survives_transient_faults(emulator, otp_key, pending, clock, name):
     rule = dict(KINDS[name], path=POLL, method="GET", next=2)
     emulator.set_faults([rule])
-    with PermissionClient(api_key=otp_key, base_url=emulator.url, timeout=0.5, retries=2) as c:
+    with PermissionClient(
+        api_key=otp_key, base_url=emulator.url, timeout=timeout_for(name), retries=2, clock=clock
+    ) as c:
         result = c.wait_for_permission(pending.id, timeout=10, poll_interval=0.01)
     assert result.status.value == "approved" and result.token
     assert emulator.stats()["faults_fired"] == 2
 
 
 @pytest.mark.parametrize("retries", [0, 2])
-def test_polling_honours_retry_after(emulator, otp_key, pending, retries):
+def test_polling_honours_retry_after(emulator, otp_key, pending, clock, retries):
     # retries=2: the HTTP layer waits Retry-After; retries=0: the polling loop does
     emulator.set_faults(
-        [{"path": POLL, "method": "GET", "kind": "status", "status": 429, "retry_after": "0.3", "next": 2}]
+        [{"path": POLL, "method": "GET", "kind": "status", "status": 429, "retry_after": "3", "next": 2}]
     )
-    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=retries) as c:
-        started = time.monotonic()
+    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=retries, clock=clock) as c:
+        started = clock.monotonic()
         result = c.wait_for_permission(pending.id, timeout=10, poll_interval=0.01)
-        waited = time.monotonic() - started
+        waited = clock.monotonic() - started
     assert result.status.value == "approved"
     assert emulator.stats()["faults_fired"] == 2
-    assert waited >= 0.6  # both Retry-After waits were honoured (a lower bound, not a speed claim)
+    assert waited == pytest.approx(6.0)  # both Retry-After waits, each exactly as long as asked
 
 
-def test_polling_survives_an_outage_longer_than_the_retries(emulator, otp_key, pending):
+def test_polling_survives_an_outage_longer_than_the_retries(emulator, otp_key, pending, clock):
     emulator.set_faults([{"path": POLL, "method": "GET", "kind": "status", "status": 503, "next": 4}])
-    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=1) as c:
+    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=1, clock=clock) as c:
         result = c.wait_for_permission(pending.id, timeout=10, poll_interval=0.05)
     assert result.status.value == "approved"
+    assert emulator.stats()["faults_fired"] == 4
 
 
-def test_polling_under_faults_never_leaks_the_api_key(emulator, otp_key, pending, caplog):
+def test_polling_under_faults_never_leaks_the_api_key(emulator, otp_key, pending, caplog, clock):
     caplog.set_level(logging.DEBUG)
     emulator.set_faults(
         [{"path": POLL, "method": "GET", "kind": "status", "status": 500, "every": 1, "body": otp_key}]
     )
     errors: List[OculusError] = []
-    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=1) as c:
+    with PermissionClient(api_key=otp_key, base_url=emulator.url, retries=1, clock=clock) as c:
         try:
             c.wait_for_permission(pending.id, timeout=2, poll_interval=0.01)
         except OculusError as exc:

@@ -107,19 +107,35 @@ def test_arefresh(emulator: Emulator, transport: Watched, lists: List[Revocation
 
 
 def test_poller_picks_up_a_revocation_and_uses_304s(
-    emulator: Emulator, transport: Watched, lists: List[RevocationList]
+    emulator: Emulator, transport: Watched, lists: List[RevocationList], clock: Any
 ) -> None:
     changes = Changes()
-    rl = _make(emulator, transport, lists, interval=0.2, on_change=changes, name="test-revocation-poller")
+    rl = _make(
+        emulator,
+        transport,
+        lists,
+        interval=15.0,
+        on_change=changes,
+        name="test-revocation-poller",
+        clock=clock,
+    )
     rl.start()
     rl.start()  # idempotent
-    assert transport.wait_for(1)
+    clock.wait_idle()
+    assert transport.count == 1  # the first poll runs at once
     emulator.revoke("jti-live")
-    assert changes.wait_for_jti("jti-live")
+    clock.advance(14.999)
+    clock.wait_idle()
+    assert transport.count == 1 and "jti-live" not in rl.revoked
+    clock.advance(0.001)  # the interval is up: the next poll sees it
+    clock.wait_idle()
+    assert transport.count == 2 and changes.seen == [frozenset({"jti-live"})]
     assert "jti-live" in rl.revoked
-    done = transport.count
-    assert transport.wait_for(done + 2)  # two more polls, both unchanged
-    assert emulator.stats()["revocation_not_modified"] >= 2
+    for _ in range(2):  # two more polls, both unchanged
+        clock.advance(15.0)
+        clock.wait_idle()
+    assert transport.count == 4 and emulator.stats()["revocation_not_modified"] == 2
+    assert len(changes.seen) == 1
     pollers = [t for t in threading.enumerate() if t.name == "test-revocation-poller"]
     assert len(pollers) == 1 and pollers[0].daemon
     rl.stop()
@@ -128,19 +144,37 @@ def test_poller_picks_up_a_revocation_and_uses_304s(
 
 
 def test_poller_survives_endpoint_failures_and_keeps_the_list(
-    emulator: Emulator, transport: Watched, lists: List[RevocationList], caplog: pytest.LogCaptureFixture
+    emulator: Emulator,
+    transport: Watched,
+    lists: List[RevocationList],
+    caplog: pytest.LogCaptureFixture,
+    clock: Any,
 ) -> None:
     caplog.set_level(logging.INFO, logger="oculus_lite.revocation")
     changes = Changes()
     emulator.revoke("jti-old")
-    rl = _make(emulator, transport, lists, interval=0.05, on_change=changes, retries=0)
+    interval = 15.0
+    rl = _make(emulator, transport, lists, interval=interval, on_change=changes, retries=0, clock=clock)
     assert rl.refresh() is True
     emulator.set_faults([{"path": "/oauth/revoked-tokens", "next": 3, "kind": "status", "status": 503}])
     emulator.revoke("jti-new")
-    rl.start()
-    assert changes.wait_for_jti("jti-new")  # after three failed polls the list comes back
+    rl.start()  # the list is fresh: the first poll is one interval away
+    last = clock.monotonic()
+    # After each failure the wait doubles (jittered down to 80 %), capped at 4 intervals.
+    for failures, backoff in ((0, interval), (1, 2 * interval), (2, 4 * interval), (3, 4 * interval)):
+        earliest = backoff if failures == 0 else 0.8 * backoff
+        clock.advance_to(last + earliest - 0.001)
+        clock.wait_idle()
+        assert transport.count == 1 + failures and rl.failures == failures  # not yet
+        clock.advance_to(last + backoff)
+        clock.wait_idle()
+        assert transport.count == 2 + failures  # polled once, in the window
+        last = clock.monotonic()
+        if failures < 3:
+            assert rl.failures == failures + 1 and rl.revoked == frozenset({"jti-old"})
+    # after three failed polls the list comes back, and it never lost the last good one
+    assert changes.seen == [frozenset({"jti-old"}), frozenset({"jti-old", "jti-new"})]
     assert emulator.stats()["faults_fired"] == 3
-    assert all("jti-old" in seen for seen in changes.seen)  # never lost the last good list
     assert rl.revoked == frozenset({"jti-old", "jti-new"}) and rl.failures == 0
     stale = [r for r in caplog.records if "stale" in r.getMessage()]
     assert len(stale) == 3 and "last fetched" in stale[0].getMessage()
@@ -148,9 +182,9 @@ def test_poller_survives_endpoint_failures_and_keeps_the_list(
 
 
 def test_manual_refresh_failure_keeps_the_list(
-    emulator: Emulator, transport: Watched, lists: List[RevocationList]
+    emulator: Emulator, transport: Watched, lists: List[RevocationList], clock: Any
 ) -> None:
-    rl = _make(emulator, transport, lists, interval=None, retries=1)
+    rl = _make(emulator, transport, lists, interval=None, retries=1, clock=clock)
     emulator.revoke("jti-1")
     rl.refresh()
     before = rl.last_success
@@ -166,15 +200,23 @@ def test_manual_refresh_failure_keeps_the_list(
 
 
 def test_poller_survives_an_unexpected_exception(
-    emulator: Emulator, transport: Watched, lists: List[RevocationList], caplog: pytest.LogCaptureFixture
+    emulator: Emulator,
+    transport: Watched,
+    lists: List[RevocationList],
+    caplog: pytest.LogCaptureFixture,
+    clock: Any,
 ) -> None:
     changes = Changes()
     transport.explode_next = 1
-    rl = _make(emulator, transport, lists, interval=0.2, on_change=changes)
+    rl = _make(emulator, transport, lists, interval=15.0, on_change=changes, clock=clock)
     emulator.revoke("jti-x")
     rl.start()
-    assert changes.wait_for_jti("jti-x")
+    clock.wait_idle()  # the first poll hit the transport bug: logged, and the poller lives on
+    assert transport.count == 1 and rl.running and not changes.seen
     assert any(r.exc_info and "unexpected error" in r.getMessage() for r in caplog.records)
+    clock.advance(30.0)  # the backoff after one failure is at most two intervals
+    clock.wait_idle()
+    assert transport.count == 2 and changes.seen == [frozenset({"jti-x"})]
 
 
 def test_broken_on_change_callback_does_not_break_refresh(
