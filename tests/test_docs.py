@@ -4,7 +4,8 @@ The blocks run as written, with one edit: the documented production URL points a
 The environment they see is what the docs say a user sets: AGENT_* / ANTI_AI_URL for an agent
 allowed what the examples do (with a capability map and a credential), AGENT_OTP_* for the
 approval service (which auto-approves the examples' email.send), and a `token` for blocks that
-verify one.
+verify one. Blocks fenced as `py` instead of `python` need a server this test does not start
+(the Redis store's block; `tox -e store-redis` runs that code against a real redis-server).
 """
 
 import re
