@@ -120,7 +120,14 @@ class Worker:
         if self._thread is not None and self._thread.is_alive():
             return
         thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # The interpreter is shutting down (3.12+ refuses new threads then), or the process
+            # is out of threads: the jobs stay queued, and callers still get what they asked
+            # for, because nothing a caller waits on depends on this thread.
+            log.warning("%s: cannot start its background thread (%s); background jobs wait", self.name, exc)
+            return
         self._thread = thread
 
     def _next(self) -> Tuple[Optional[str], float, Optional[Job]]:

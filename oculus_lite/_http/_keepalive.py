@@ -189,9 +189,15 @@ class ConnectionPool:
             keep = generation == self._generation and len(stack) < self._max_idle
             if keep:
                 stack.append((now, conn))
-        if keep:
-            _reaper.wake_in(self._idle_seconds)
-        else:
+        if keep and not _reaper.wake_in(self._idle_seconds):
+            # No thread to close it later (the interpreter is shutting down): take it back,
+            # unless another request has taken it already.
+            with self._lock:
+                stack = self._idle.get(key, [])
+                keep = (now, conn) not in stack
+                if not keep:
+                    stack.remove((now, conn))
+        if not keep:
             conn.close()
 
     def reap(self) -> float:
@@ -241,18 +247,25 @@ class _Reaper:
         self._wake_at = math.inf
         self._thread: Optional[threading.Thread] = None
 
-    def wake_in(self, seconds: float) -> None:
+    def wake_in(self, seconds: float) -> bool:
+        """Close idle connections in ``seconds``; False when no thread can be started to do it
+        (3.12+ refuses new threads while the interpreter shuts down)."""
         when = time.monotonic() + seconds
         if when >= self._wake_at and self._thread is not None:
-            return  # already due to wake up earlier (read without the lock: at worst we take it)
+            return True  # already due to wake up earlier (read without the lock: at worst we take it)
         with self._cond:
             if when >= self._wake_at and self._thread is not None:
-                return  # already due to wake up earlier (the common case: no notify)
-            self._wake_at = min(self._wake_at, when)
+                return True  # already due to wake up earlier (the common case: no notify)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="oculus-lite-keepalive", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="oculus-lite-keepalive", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    return False
+                self._thread = thread
+            self._wake_at = min(self._wake_at, when)
             self._cond.notify()
+            return True
 
     def _run(self) -> None:
         while True:

@@ -11,8 +11,8 @@ in flight and is retried with backoff (5xx, 429 with its Retry-After, network er
 until the events the server refuses are isolated and counted as ``rejected``. Each event has an
 ``event_id``, so a batch resent after a lost reply is idempotent at the server.
 
-``stop()`` and interpreter exit (an ``atexit`` hook holding emitters weakly) send what is left
-within a deadline and log what could not be sent. The worker never keeps the interpreter
+``stop()`` and interpreter exit (an ``atexit`` hook holding emitters weakly, started or not)
+send what is left within a deadline and log what could not be sent. The worker never keeps the interpreter
 alive, catches and logs every error, and ``start()`` is idempotent.
 """
 
@@ -229,6 +229,7 @@ class AuditEmitter:
         self._dropping = False
         self._dropped_at_burst = 0
         _live.add(self)
+        _register_exit_hook()  # started or not, what is queued at exit is sent
         # Dropped without stop() while events wait (never started, so no thread keeps it): say so.
         weakref.finalize(self, _report_unsent, self._buffer).atexit = False
 
@@ -258,9 +259,14 @@ class AuditEmitter:
             if self._thread is not None and self._thread.is_alive():
                 return
             thread = threading.Thread(target=self._run, name="oculus-audit", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:
+                # Interpreter shutdown (3.12+ refuses new threads) or no threads left: events
+                # stay queued, and stop(), flush() or the exit hook send them from their caller.
+                log.warning("audit: cannot start the sending thread (%s); events wait for stop()", exc)
+                return
             self._thread = thread
-        _register_exit_hook()
 
     def emit(self, event: Mapping[str, object]) -> bool:
         """Queue an event; never blocks on I/O and never raises.

@@ -99,3 +99,55 @@ def test_stop_returns_within_the_timeout_when_the_poller_is_stuck(emulator, agen
     assert done.wait(30)
     transport.release.set()
     stopper.join(10)
+
+
+_AT_EXIT = """
+import atexit, sys
+from oculus_lite import Client
+from oculus_lite.audit import AuditEmitter
+
+def at_exit():
+    # CPython 3.12+ refuses to start threads by now: every call below used to meet that.
+    url, client_id, client_secret, service_token = sys.argv[1:5]
+    with Client(client_id, client_secret, url, timeout=5) as client:
+        first = client.get_token("db:read")  # starts revocation polling, returns a kept-alive socket
+        assert client.get_token("db:read") == first
+        assert client.get_token("db:write") != first
+    emitter = AuditEmitter(url, service_token, "agent-exit")
+    emitter.start()
+    emitter.emit({"event_type": "t"})
+    print("done", emitter.stop().pending)
+
+atexit.register(at_exit)
+"""
+
+
+def test_clients_work_inside_an_exit_hook(emulator, agent):
+    """atexit handlers run when the interpreter no longer starts threads (3.12+): the worker,
+    the keep-alive reaper and the audit thread each carry on without theirs."""
+    import json
+    import subprocess
+    import sys
+    import urllib.parse
+    import urllib.request
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": agent.client_id,
+        "client_secret": agent.client_secret,
+        "scope": "db:read",
+    }
+    with urllib.request.urlopen(
+        emulator.url + "/oauth/token", urllib.parse.urlencode(form).encode()
+    ) as reply:
+        service_token = json.loads(reply.read())["sdk_service_token"]
+    out = subprocess.run(
+        [sys.executable, "-c", _AT_EXIT, emulator.url, agent.client_id, agent.client_secret, service_token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.split() == ["done", "0"]
+    assert emulator.stats()["token_requests"] == 3  # ours for the service token, then the two
+    assert [e["agent_id"] for e in emulator.audit_events()] == ["agent-exit"]

@@ -364,6 +364,21 @@ def test_interpreter_exit_flushes_everything(audit_server):
     assert out.returncode == 0, out.stderr
     assert len(audit_server.events) == 600
     assert {e["agent_id"] for e in audit_server.events} == {"agent-x", "agent-y"}
+    assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_interpreter_exit_sends_for_an_emitter_never_started(audit_server):
+    """The exit hook is registered when an emitter is made, not when one is started."""
+    code = """
+        import sys
+        from oculus_lite.audit import AuditEmitter
+        idle = AuditEmitter(sys.argv[1], "svc-token", "agent-z")
+        for n in range(5):
+            idle.emit({"event_type": "t", "n": n})
+    """
+    out = run_script(code, audit_server.url)
+    assert out.returncode == 0, out.stderr
+    assert [(e["agent_id"], e["n"]) for e in audit_server.events] == [("agent-z", n) for n in range(5)]
 
 
 def test_worker_never_keeps_the_interpreter_alive_and_exit_reports_losses(audit_server):
