@@ -39,7 +39,7 @@ HINT_401 = (
     "at the wrong server ({base_url})"
 )
 HINT_403 = (
-    "Likely causes: no active policy assigned to this agent grants scope {scope!r}, the policy is "
+    "Likely causes: no active policy assigned to this agent grants {scope}, the policy is "
     "inactive or in Shadow Mode (evaluated but never granting), or the scope is malformed "
     "(scopes are case-sensitive, colon-separated, e.g. 'stripe:customer:read'); policy changes "
     "take up to 60 s to apply"
@@ -92,7 +92,12 @@ class _Hints(Mapping[int, str]):
         if status == 401:
             return HINT_401.format(base_url=self._base_url)
         if status == 403:
-            return HINT_403.format(scope=self._scope)
+            asked = (
+                "scope {!r}".format(self._scope)
+                if self._scope
+                else "the scopes of its default grant (none were requested; pass scopes= to choose)"
+            )
+            return HINT_403.format(scope=asked)
         raise KeyError(status)
 
     def __iter__(self) -> Iterator[int]:

@@ -14,6 +14,7 @@ from oculus_lite import (
     OculusAPIError,
     OculusAuthError,
     OculusError,
+    OculusStartupError,
     RateLimitError,
     ResponseTooLargeError,
     ServerError,
@@ -61,6 +62,19 @@ def test_ungranted_scope_is_403_with_policy_hint(make_client):
     err = info.value
     assert isinstance(err, OculusAuthError) and err.status_code == 403
     assert "stripe:customer:read" in str(err) and "Shadow Mode" in str(err)
+
+
+def test_403_on_the_default_grant_says_no_scope_was_requested(emulator, make_client):
+    emulator.add_agent("defaulted", "default-secret", scopes=["db:read"], default_scopes=["billing:read"])
+    client = make_client(client_id="defaulted", client_secret="default-secret")
+    with pytest.raises(OculusStartupError) as info:
+        client.startup()
+    cause = info.value.__cause__
+    assert isinstance(cause, ForbiddenError) and info.value.step == "fetch_token"
+    assert "grants the scopes of its default grant (none were requested; pass scopes= to choose)" in str(
+        cause
+    )
+    assert "grants scope ''" not in str(info.value)
 
 
 def test_shadow_mode_policy_does_not_grant(emulator, make_client):
