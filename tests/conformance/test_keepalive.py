@@ -158,20 +158,38 @@ def test_the_reaper_thread_closes_idle_connections(server: ScriptedServer) -> No
     t.close()
 
 
+_REAPER_SCRIPT = """
+import sys, threading
+from oculus_lite.transport import Request, UrllibTransport
+
+def reapers():
+    return [t for t in threading.enumerate() if t.name == "oculus-lite-keepalive"]
+
+t = UrllibTransport()
+assert t.request(Request("GET", sys.argv[1], timeout=10)).status == 200
+print(len(reapers()))  # an idle connection: the reaper waits to close it
+t.close()
+for thread in reapers():
+    thread.join(10)
+print(len(reapers()))
+"""
+
+
 def test_the_reaper_thread_ends_when_nothing_is_idle(server: ScriptedServer) -> None:
-    """It exists only while a connection is idle: closing the last transport ends it."""
-    import threading
+    """It exists only while a connection is idle: closing the last transport ends it. In a
+    process of its own, since the reaper serves every pool of a process (other tests' pools
+    would keep it busy)."""
+    import subprocess
+    import sys
 
-    def reapers() -> "list[threading.Thread]":
-        return [t for t in threading.enumerate() if t.name == "oculus-lite-keepalive"]
-
-    t = UrllibTransport()
-    assert _get(t, server.url("/echo")) == 200
-    assert reapers()  # an idle connection: the reaper waits to close it
-    t.close()
-    for thread in reapers():
-        thread.join(10)
-    assert not reapers()
+    out = subprocess.run(
+        [sys.executable, "-c", _REAPER_SCRIPT, server.url("/echo")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "0"]
 
 
 @pytest.mark.parametrize(
