@@ -111,7 +111,7 @@ def enforce_for(
     functools.update_wrapper(wrapper, original, updated=updated)
     if core.signature is not None:
         wrapper.__signature__ = core.signature  # type: ignore[attr-defined]
-    setattr(wrapper, _MARK, (client, enforced_as))
+    setattr(wrapper, _MARK, (client, enforced_as, twin))
     wrapper._oculus_capability = enforced_as  # type: ignore[attr-defined]
     if inspect.ismethod(fn):  # a method enforced in its class body, read from an instance
         return types.MethodType(wrapper, fn.__self__)  # type: ignore[return-value]

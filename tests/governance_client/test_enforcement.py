@@ -250,6 +250,26 @@ def test_wrapping_twice_does_not_check_or_audit_twice(emu: Emulator, client: Cli
     assert emu.stats()["audit_events"] == 1
 
 
+def test_a_tool_retagged_for_a_framework_can_be_wrapped_again(emu: Emulator, client: Client) -> None:
+    """What the adapters do to a tool enforced in its own code (@client.tool): a twin tagged with
+    the framework and its tool name, which a second wrapping (or another adapter) returns as is."""
+    from oculus_lite.governance._adapters import enforce_for
+
+    @client.tool(READ)
+    def read(customer: str) -> str:
+        return "read " + customer
+
+    tagged = enforce_for(client, None, read, "myframework", name="lookup")
+    assert tagged is not read
+    assert enforce_for(client, READ, tagged, "myframework") is tagged
+    with pytest.raises(ConfigurationError):
+        enforce_for(client, CHARGE, tagged, "myframework")
+    assert tagged("c") == "read c"
+    client.stop()
+    ((tool, framework),) = [(e["tool_name"], e["framework"]) for e in emu.audit_events()]
+    assert (tool, framework) == ("lookup", "myframework")
+
+
 def test_official_style_tagged_functions_are_wrapped(emu: Emulator, client: Client) -> None:
     def lookup(customer_id: str) -> str:
         return customer_id
