@@ -2,11 +2,11 @@
 threads do not exist, flights led by parent threads never finish. Objects register a method
 to run in the child; they are held weakly, so registering keeps nothing alive."""
 
+import itertools
 import logging
 import os
-import threading
 import weakref
-from typing import Any, Callable, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, Tuple, TypeVar
 
 __all__ = ["after_fork_in_child"]
 
@@ -14,21 +14,24 @@ log = logging.getLogger("oculus_lite")
 
 _O = TypeVar("_O")
 
-_hooks: List[Tuple["weakref.ref[Any]", Callable[[Any], None]]] = []
-_hooks_lock = threading.Lock()
+# Keyed by a counter; each entry removes itself when its object is collected, so registering
+# costs the same however many objects are alive (clients register a few each).
+_hooks: Dict[int, Tuple["weakref.ref[Any]", Callable[[Any], None]]] = {}
+_next_key = itertools.count()
 
 
 def after_fork_in_child(obj: _O, method: Callable[[_O], None]) -> None:
     """Call ``method(obj)`` in every child forked from now on, while ``obj`` is alive."""
-    with _hooks_lock:
-        _hooks[:] = [(ref, fn) for ref, fn in _hooks if ref() is not None]
-        _hooks.append((weakref.ref(obj), method))
+    key = next(_next_key)  # atomic under the GIL
+
+    def forget(_: "weakref.ref[Any]", key: int = key) -> None:
+        _hooks.pop(key, None)  # a single dict operation: safe from a GC callback, no lock
+
+    _hooks[key] = (weakref.ref(obj, forget), method)
 
 
 def _in_child() -> None:
-    global _hooks_lock
-    _hooks_lock = threading.Lock()  # the parent may have held it while forking
-    for ref, method in list(_hooks):
+    for ref, method in list(_hooks.values()):
         obj = ref()
         if obj is None:
             continue

@@ -151,3 +151,19 @@ def test_clients_work_inside_an_exit_hook(emulator, agent):
     assert out.stdout.split() == ["done", "0"]
     assert emulator.stats()["token_requests"] == 3  # ours for the service token, then the two
     assert [e["agent_id"] for e in emulator.audit_events()] == ["agent-exit"]
+
+
+def test_fork_hooks_leave_with_their_objects():
+    """Each client registers a few after-fork hooks; they go when it is collected, so a process
+    that makes many clients neither leaks hooks nor pays for the dead ones on the next one."""
+    from oculus_lite._engine import _fork
+
+    gc.collect()
+    before = len(_fork._hooks)
+    clients = [Client("id", "secret", "https://api.example.com") for _ in range(50)]
+    assert len(_fork._hooks) > before
+    for client in clients:
+        client.close()
+    del clients, client
+    gc.collect()
+    assert len(_fork._hooks) == before
