@@ -122,6 +122,9 @@ class TokenCache:
         #: every spelling of a key callers have used -> entry (the hit path reads this, lock-free).
         self.by_spelling: Dict[Hashable, Entry] = {}
         self._aliases: Dict[CacheKey, Tuple[Hashable, ...]] = {}
+        #: no entry expires before this (a lower bound): a full cache looks for expired entries
+        #: only once one can exist, instead of scanning every entry on every insert.
+        self._earliest_expiry = float("inf")
 
     def __len__(self) -> int:
         return len(self.lru)
@@ -141,9 +144,12 @@ class TokenCache:
         self.by_spelling[key] = entry
         for alias in self._aliases.get(key, ()):
             self.by_spelling[alias] = entry
+        self._earliest_expiry = min(self._earliest_expiry, entry.expires)
         if len(self.lru) > self.maxsize:
-            for old in [e for e in self.lru.values() if e.expires <= now]:
-                self.remove(old.key)
+            if now >= self._earliest_expiry:
+                for old in [e for e in self.lru.values() if e.expires <= now]:
+                    self.remove(old.key)
+                self._earliest_expiry = min((e.expires for e in self.lru.values()), default=float("inf"))
             while len(self.lru) > self.maxsize:
                 self.remove(next(iter(self.lru)))
 
@@ -175,3 +181,4 @@ class TokenCache:
         self.by_spelling.clear()
         self.lru.clear()
         self._aliases.clear()
+        self._earliest_expiry = float("inf")

@@ -88,6 +88,24 @@ def test_cache_drops_expired_entries_before_live_ones():
     assert set(cache.lru) == {"live-old", "live-new"}
 
 
+def test_a_full_cache_finds_entries_that_expired_since_it_last_looked():
+    """A full cache looks for expired entries only once one can exist (it keeps a lower bound
+    of the earliest expiry); entries that expire later are still found before live ones go."""
+    cache = TokenCache(2)
+
+    def entry(key, expires):
+        return Entry("t-" + key, key, expires - 20, expires - 10, expires, 0.0)
+
+    cache.put(entry("short", 300.0), 100.0)
+    cache.put(entry("long", 900.0), 100.0)
+    cache.put(entry("c", 900.0), 150.0)  # nothing expired yet: the least recent ("short") goes
+    assert list(cache.lru) == ["long", "c"]
+    cache.put(entry("d", 400.0), 160.0)  # still none expired: "long" goes
+    assert list(cache.lru) == ["c", "d"]
+    cache.put(entry("e", 900.0), 450.0)  # "d" expired at 400: it goes, not the least recent "c"
+    assert list(cache.lru) == ["c", "e"]
+
+
 def test_timing_shrinks_the_margin_for_short_lifetimes():
     refresh_at, margin_at, expires = timing(0.0, 600.0, 10.0)
     assert (refresh_at, margin_at, expires) == (530.0, 590.0, 600.0)
