@@ -7,13 +7,14 @@ Redis/Valkey plugin. See docs/fleet.md.
 """
 
 from .tokens._file_store import FileTokenStore
-from .tokens._store import SharedToken, StoreKey, TokenStore, hkdf_sha256, key_material_for
+from .tokens._store import SharedToken, StoreKey, ThrottledWarnings, TokenStore, hkdf_sha256, key_material_for
 from .tokens._store_spec import open_store, store_from_environment
 
 __all__ = [
     "FileTokenStore",
     "SharedToken",
     "StoreKey",
+    "ThrottledWarnings",
     "TokenStore",
     "hkdf_sha256",
     "key_material_for",

@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from ..exceptions import ConfigurationError
-from ._store import SharedToken, StoreKey, hkdf_sha256
+from ._store import SharedToken, StoreKey, ThrottledWarnings, hkdf_sha256
 
 if sys.platform != "win32":
     import fcntl
@@ -258,8 +258,7 @@ class FileTokenStore:
         self._lock = threading.Lock()
         self._leases: Dict[Tuple[str, str], int] = {}  # (slot, owner) -> locked descriptor
         self._locked_fds: Set[int] = set()  # every descriptor holding a flock right now
-        self._last_warning = -math.inf
-        self._suppressed = 0
+        self._warnings = ThrottledWarnings(log, _WARN_EVERY)
         _live_stores.add(self)
 
     @property
@@ -279,7 +278,7 @@ class FileTokenStore:
         except FileNotFoundError:
             return None
         except UnsafeDirectoryError as exc:
-            self._warn("file token store: directory refused, reading as a miss: %s", exc.strerror)
+            self._warnings.warn("file token store: directory refused, reading as a miss: %s", exc.strerror)
             return None
         try:
             found = self._load_token(dfd, slot, k_tag)
@@ -309,7 +308,9 @@ class FileTokenStore:
         except FileNotFoundError:
             return 0.0
         except UnsafeDirectoryError as exc:
-            self._warn("file token store: directory refused, reading as no cool-down: %s", exc.strerror)
+            self._warnings.warn(
+                "file token store: directory refused, reading as no cool-down: %s", exc.strerror
+            )
             return 0.0
         try:
             fields = self._read_entry(dfd, slot + ".cool", k_tag)
@@ -470,7 +471,7 @@ class FileTokenStore:
             os.close(fd)
         fields = _unseal(k_tag, name, data)
         if fields is None:
-            self._warn("file token store: discarded an entry that failed to authenticate (%s)", name)
+            self._warnings.warn("file token store: discarded an entry that failed to authenticate (%s)", name)
             self._discard(dfd, name, info)
         return fields
 
@@ -505,7 +506,7 @@ class FileTokenStore:
 
     def _drop_symlink(self, dfd: int, name: str) -> None:
         """A symlink at an entry's name is never followed: remove the link itself."""
-        self._warn("file token store: removed a symlink planted at %s", name)
+        self._warnings.warn("file token store: removed a symlink planted at %s", name)
         try:
             if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
                 os.unlink(name, dir_fd=dfd)
@@ -631,16 +632,3 @@ class FileTokenStore:
                 os.close(fd)
             except OSError:
                 pass
-
-    def _warn(self, message: str, *args: object) -> None:
-        """Log at WARNING at most once a minute; the rest at DEBUG, counted."""
-        now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY:
-            if self._suppressed:
-                message += " (%d similar messages suppressed)"
-                args = args + (self._suppressed,)
-            self._last_warning, self._suppressed = now, 0
-            log.warning(message, *args)
-        else:
-            self._suppressed += 1
-            log.debug(message, *args)

@@ -19,10 +19,13 @@ derives its naming and sealing keys from it, or from an explicit key it was give
 
 import hashlib
 import hmac
+import logging
+import math
+import time
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, runtime_checkable
+from typing import Callable, Optional, Protocol, runtime_checkable
 
-__all__ = ["SharedToken", "StoreKey", "TokenStore", "hkdf_sha256", "key_material_for"]
+__all__ = ["SharedToken", "StoreKey", "ThrottledWarnings", "TokenStore", "hkdf_sha256", "key_material_for"]
 
 _SALT = b"oculus-lite/store/v1"
 
@@ -128,3 +131,29 @@ class TokenStore(Protocol):
     def close(self) -> None:
         """Release connections; the client calls it from ``stop()``."""
         ...
+
+
+class ThrottledWarnings:
+    """A store's warnings at WARNING at most once per ``every`` seconds, the rest at DEBUG and
+    counted into the next warning: a store that fails on every call must not flood the log."""
+
+    def __init__(
+        self, logger: logging.Logger, every: float = 60.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = logger
+        self._every = every
+        self._clock = clock
+        self._last = -math.inf
+        self._suppressed = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._last >= self._every:
+            if self._suppressed:
+                message += " (%d similar messages suppressed)"
+                args = args + (self._suppressed,)
+            self._last, self._suppressed = now, 0
+            self._log.warning(message, *args)
+        else:
+            self._suppressed += 1
+            self._log.debug(message, *args)

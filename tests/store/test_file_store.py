@@ -603,3 +603,25 @@ def test_a_stored_token_keeps_its_scope_and_service_token(store: FileTokenStore)
     store.put(make_key(), SharedToken("t", 30, token_type="DPoP", scope=None, service_token=None))
     got = store.get(make_key())
     assert got is not None and (got.token_type, got.scope, got.service_token) == ("DPoP", None, None)
+
+
+def test_store_warnings_are_throttled_and_counted(caplog):
+    """A store failing on every call logs one warning a minute, then says how many it held back."""
+    import logging
+
+    from oculus_lite.store import ThrottledWarnings
+
+    now = [1000.0]
+    warnings = ThrottledWarnings(logging.getLogger("oculus_lite.store"), 60.0, clock=lambda: now[0])
+    caplog.set_level(logging.DEBUG, logger="oculus_lite.store")
+    for n in range(3):
+        warnings.warn("store refused: %s", n)
+    now[0] += 60.0
+    warnings.warn("store refused: %s", 3)
+    seen = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert seen == [
+        (logging.WARNING, "store refused: 0"),
+        (logging.DEBUG, "store refused: 1"),
+        (logging.DEBUG, "store refused: 2"),
+        (logging.WARNING, "store refused: 3 (2 similar messages suppressed)"),
+    ]

@@ -3,7 +3,6 @@
 import hmac
 import logging
 import math
-import time
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
@@ -13,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from oculus_lite.exceptions import ConfigurationError, NetworkError, NetworkTimeoutError
-from oculus_lite.store import SharedToken, StoreKey
+from oculus_lite.store import SharedToken, StoreKey, ThrottledWarnings
 
 from ._seal import Names, Sealer, sealer_for
 
@@ -137,8 +136,7 @@ class RedisTokenStore:
         self._delete_script = client.register_script(_COMPARE_AND_DELETE)
         self._extend_script = client.register_script(_COMPARE_AND_PEXPIRE)
         self._closed = False
-        self._last_warning = -math.inf
-        self._suppressed = 0
+        self._warnings = ThrottledWarnings(log, _WARN_EVERY)
 
     def __repr__(self) -> str:
         return "RedisTokenStore(encrypted={})".format(self._sealed)
@@ -156,7 +154,7 @@ class RedisTokenStore:
         if isinstance(pttl, int) and pttl > 0:
             token = sealer.unseal(names.token, value, pttl / 1000.0)
         if token is None and not (isinstance(pttl, int) and pttl == -2):
-            self._warn("Redis token store: deleted a value that does not open (key %s)", names.token)
+            self._warnings.warn("Redis token store: deleted a value that does not open (key %s)", names.token)
             self._delete(names.token, value)
         return token
 
@@ -226,19 +224,6 @@ class RedisTokenStore:
             return
         with _faults("delete"):
             self._delete_script(keys=[name], args=[expected])
-
-    def _warn(self, message: str, *args: object) -> None:
-        """Log at WARNING at most once a minute; the rest at DEBUG, counted."""
-        now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY:
-            if self._suppressed:
-                message += " (%d similar messages suppressed)"
-                args = args + (self._suppressed,)
-            self._last_warning, self._suppressed = now, 0
-            log.warning(message, *args)
-        else:
-            self._suppressed += 1
-            log.debug(message, *args)
 
 
 def _millis(seconds: float) -> int:
