@@ -59,6 +59,7 @@ from ..exceptions import (
     ClientClosedError,
     ConfigurationError,
     OculusError,
+    RateLimitError,
     TokenRevokedException,
     ValidationError,
 )
@@ -89,6 +90,15 @@ _MAX_AUDIENCE_LEN = 2048
 _MEMO_LIMIT = 4096
 #: How much longer than its own timeout a caller waits for a fetch another caller leads.
 _JOIN_SLACK = 1.0
+_MAX_COOL_DOWN = 3600.0  # a Retry-After beyond an hour is honoured for an hour
+
+
+def _asked_to_wait(error: BaseException) -> float:
+    """Seconds a 429 from the token service asked us to wait (0 for anything else, and for
+    our own cool-down's error, so re-raising it never extends the wait)."""
+    if isinstance(error, RateLimitError) and error.code != "cool_down" and error.retry_after:
+        return max(0.0, error.retry_after)
+    return 0.0
 
 
 class Client:
@@ -197,6 +207,7 @@ class Client:
         self._lock = threading.Lock()
         self._flights: SingleFlight[CacheKey, Entry] = SingleFlight()
         self._backoff: Dict[CacheKey, Tuple[float, int]] = {}
+        self._cool_until: Dict[CacheKey, float] = {}  # a 429's Retry-After, per key
         self._memo: Dict[str, str] = {}
         self._closing = threading.Event()
         self._revocation_interval = revocation_interval
@@ -796,6 +807,8 @@ class Client:
             return (yield from self._delegated.fetch_plan(self, key))
         endpoint = self._token_endpoint()
         refresh_token, deadline = self._fetch_bounds(key)
+        if self._fleet is None:
+            self._check_cooling(key)  # (a fleet keeps its cool-downs in the shared store)
         if self._fleet is not None:
             return (
                 yield from self._fleet.fetch_plan(
@@ -808,6 +821,23 @@ class Client:
             )
         )
 
+    def _check_cooling(self, key: CacheKey) -> None:
+        """Send nothing while the token service's Retry-After for this key runs: a 429 asked
+        this client to wait, so the next callers get the error without a request (a caller
+        holding a valid token still gets that token)."""
+        with self._lock:
+            until = self._cool_until.get(key)
+            now = self._now()
+            if until is not None and now >= until:
+                del self._cool_until[key]
+        if until is not None and now < until:
+            raise RateLimitError(
+                "token request not sent: the token service answered 429 and asked to wait; "
+                "retry in {:.1f} s".format(until - now),
+                code="cool_down",
+                retry_after=until - now,
+            )
+
     def _settle(
         self, key: CacheKey, flight: Flight[Entry], entry: Optional[Entry], error: Optional[BaseException]
     ) -> None:
@@ -816,12 +846,19 @@ class Client:
             now = self._now()
             if entry is not None and not self._closing.is_set():
                 self._backoff.pop(key, None)
+                self._cool_until.pop(key, None)
                 self._cache.put(entry, now)
                 poll = self._revocation_interval is not None and self._revocation is None
             elif entry is None and isinstance(error, Exception):
                 # Back off after any failure: only holders of a valid token skip waiting.
                 _, failures = self._backoff.get(key, (0.0, 0))
-                self._backoff[key] = (now + min(30.0, 0.5 * (2**failures)), failures + 1)
+                until = now + min(30.0, 0.5 * (2**failures))
+                wait = _asked_to_wait(error)
+                if wait > 0:
+                    cool = now + min(wait, _MAX_COOL_DOWN)
+                    self._cool_until[key] = max(cool, self._cool_until.get(key, 0.0))
+                    until = max(until, cool)
+                self._backoff[key] = (until, failures + 1)
             self._flights.finish(key, flight)
         if entry is not None:
             log.debug("token for %r cached", key if isinstance(key, str) else key[0])

@@ -145,6 +145,53 @@ def test_429_beyond_the_deadline_is_raised_with_retry_after(emulator, make_clien
     assert token_requests() == 1
 
 
+def test_429_retry_after_holds_later_calls_without_a_request(emulator, make_client, token_requests, clock):
+    """The service asked us to wait: until then a caller with no valid token gets RateLimitError
+    at once, with the time left, and the service hears nothing."""
+    emulator.set_faults(
+        [{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 120, "next": 1}]
+    )
+    client = make_client(timeout=2)
+    with pytest.raises(RateLimitError):
+        client.get_token("db:read")
+    assert token_requests() == 1
+    clock.advance(20)
+    for _ in range(5):
+        with pytest.raises(RateLimitError) as info:
+            client.get_token("db:read")
+        assert info.value.code == "cool_down"
+        assert info.value.retry_after == pytest.approx(100.0)
+        assert "100.0 s" in str(info.value)
+    assert token_requests() == 1
+    assert client.get_token("crm:read")  # another key is not held back
+    assert token_requests() == 2
+    clock.advance(100)
+    assert client.get_token("db:read")
+    assert token_requests() == 3
+
+
+def test_429_during_a_refresh_keeps_serving_the_valid_token(emulator, make_client, token_requests, clock):
+    client = make_client(timeout=2)
+    token = client.get_token("db:read")
+    emulator.set_faults(
+        [{"path": "/oauth/token", "kind": "status", "status": 429, "retry_after": 600, "every": 1}]
+    )
+    entry = client._cache.get("db:read")
+    clock.advance_to(entry.margin_at)  # this caller waits for the refresh, which meets the 429
+    assert client.get_token("db:read") == token
+    sent = token_requests()
+    assert sent == 2
+    while clock.monotonic() + 0.5 < entry.expires:
+        clock.advance(0.5)  # past the usual 0.5 s backoff: the Retry-After still holds
+        assert client.get_token("db:read") == token  # still valid: no request, no error
+    assert token_requests() == sent
+    clock.advance_to(entry.expires)
+    with pytest.raises(RateLimitError) as info:  # expired, and still asked to wait
+        client.get_token("db:read")
+    assert info.value.code == "cool_down"
+    assert token_requests() == sent
+
+
 def test_other_4xx_are_not_retried(emulator, make_client, token_requests):
     emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 400, "every": 1}])
     with pytest.raises(ValidationError):
