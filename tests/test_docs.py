@@ -54,6 +54,30 @@ def test_the_readme_first_screen_is_two_commands():
     assert "pip install" not in first_screen
 
 
+def _anchors(page: Path) -> set:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_relative_link_leads_somewhere():
+    """A link from the README or a docs page names a file that exists and, with #, a heading in it."""
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                broken.append("{}: {} (no such file)".format(page.name, target))
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append("{}: {} (no such heading)".format(page.name, target))
+    assert broken == []
+
+
 @pytest.fixture
 def documented(monkeypatch: Any, emulator: Any, tmp_path: Any) -> Dict[str, Any]:
     emulator.add_agent(

@@ -91,6 +91,7 @@ _MEMO_LIMIT = 4096
 #: How much longer than its own timeout a caller waits for a fetch another caller leads.
 _JOIN_SLACK = 1.0
 _MAX_COOL_DOWN = 3600.0  # a Retry-After beyond an hour is honoured for an hour
+_MAX_FAILING_KEYS = 1024  # failure records kept before those whose wait is over are dropped
 
 
 def _asked_to_wait(error: BaseException) -> float:
@@ -859,6 +860,8 @@ class Client:
                     self._cool_until[key] = max(cool, self._cool_until.get(key, 0.0))
                     until = max(until, cool)
                 self._backoff[key] = (until, failures + 1)
+                if len(self._backoff) > _MAX_FAILING_KEYS:
+                    self._forget_past_failures(now)
             self._flights.finish(key, flight)
         if entry is not None:
             log.debug("token for %r cached", key if isinstance(key, str) else key[0])
@@ -871,6 +874,14 @@ class Client:
             flight.set_error(OculusError("token fetch failed unexpectedly ({})".format(type(error).__name__)))
         if poll:
             self._start_revocation_polling()
+
+    def _forget_past_failures(self, now: float) -> None:
+        """Under the lock: keep the failure records bounded when callers ask for many scopes
+        of a failing server (a record whose wait is over only keeps its doubling count)."""
+        for key in [k for k, (until, _) in self._backoff.items() if until <= now]:
+            del self._backoff[key]
+        for key in [k for k, until in self._cool_until.items() if until <= now]:
+            del self._cool_until[key]
 
     # ------------------------------------------------------------------ background work
 

@@ -301,3 +301,16 @@ def test_every_error_is_an_oculus_error():
         ServerError,
     ):
         assert issubclass(cls, OculusError)
+
+
+def test_failure_records_stay_bounded_over_many_failing_scopes(emulator, make_client, clock):
+    emulator.set_faults([{"path": "/oauth/token", "kind": "status", "status": 503, "every": 1}])
+    client = make_client(timeout=2, retries=0)
+    for n in range(1100):
+        with pytest.raises(ServerError):
+            client.get_token("db:read:{}".format(n))
+        clock.advance(1)  # each record's 0.5 s backoff is over before the next failure
+    assert len(client._backoff) <= 1025
+    with pytest.raises(ServerError):  # a record still waiting is kept
+        client.get_token("db:read:1099")
+    assert client._backoff["db:read:1099"][1] == 2
