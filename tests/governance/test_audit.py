@@ -214,9 +214,9 @@ def test_expired_service_token_is_renewed_then_resent(make_emitter, audit_server
         return "fresh-token"
 
     emitter = make_emitter(sdk_service_token="stale-token", renew_token=renew)
-    emitter.start()
-    for n in range(3):
+    for n in range(3):  # queued before the sender starts, so they go as one batch
         emitter.emit(event(emitter, n))
+    emitter.start()
     assert emitter.flush(timeout=20)
     assert len(audit_server.events) == 3 and len(renewals) == 1
     assert [auth for _, auth, _ in audit_server.attempts] == ["Bearer stale-token", "Bearer fresh-token"]

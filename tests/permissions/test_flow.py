@@ -546,7 +546,10 @@ def test_close_closes_the_transport_once_and_refuses_later_calls(otp_agent: Any)
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_ctrl_c_interrupts_a_sync_wait(otp_agent: Any) -> None:
     script = (
-        "import sys\n"
+        "import signal, sys\n"
+        # A runner started in the background (`cmd &` in a script) hands its children SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler: restore Ctrl-C's.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from oculus_lite import PermissionClient\n"
         "c = PermissionClient(api_key=sys.argv[1], base_url=sys.argv[2])\n"
         "try:\n"
@@ -572,4 +575,6 @@ def test_ctrl_c_interrupts_a_sync_wait(otp_agent: Any) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
     assert (out, proc.returncode) == ("interrupted\n", 0)
