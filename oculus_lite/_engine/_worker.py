@@ -41,12 +41,14 @@ class Worker:
         self.name = name
         self._clock = clock
         self._lock = threading.Lock()
-        self._wakeup = threading.Event()
+        # The thread's wake-up event and the owner's finaliser are made when the thread first
+        # starts: most clients never need one, and a client is built often (per request in
+        # some apps), so construction stays small.
+        self._wakeup: Optional[threading.Event] = None
+        self._finalizer: Optional[object] = None  # a weakref.finalize
         self._jobs: Dict[str, Tuple[float, Job]] = {}
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
-        # When the owner is collected, end the thread at once instead of at its next job.
-        weakref.finalize(owner, Worker._halt, weakref.ref(self))
         after_fork_in_child(self, Worker._forget_thread)
 
     def __repr__(self) -> str:
@@ -67,7 +69,7 @@ class Worker:
                 return
             self._jobs[name] = (self._clock.monotonic() + max(0.0, delay), job)
             self._start_locked()
-        self._wakeup.set()
+        self._wake()
 
     def cancel(self, name: str) -> None:
         with self._lock:
@@ -86,7 +88,7 @@ class Worker:
             self._stopped = True
             self._jobs.clear()
             thread = self._thread
-        self._wakeup.set()
+        self._wake()
         if thread is None or thread is threading.current_thread():
             return True
         thread.join(max(0.0, timeout))
@@ -98,7 +100,7 @@ class Worker:
             self._stopped = True
             self._jobs.clear()
             thread = self._thread
-        self._wakeup.set()
+        self._wake()
         return thread if thread is not threading.current_thread() else None
 
     # ------------------------------------------------------------------ internals
@@ -109,9 +111,14 @@ class Worker:
         if worker is not None:
             worker.signal_stop()
 
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.set()
+
     def _forget_thread(self) -> None:
         self._lock = threading.Lock()
-        self._wakeup = threading.Event()
+        self._wakeup = None  # made again (unlocked) when the child's thread starts
         self._thread = None
         now = self._clock.monotonic()  # a job the parent's thread was running is due again here
         self._jobs = {name: (now if due == _RUNNING else due, job) for name, (due, job) in self._jobs.items()}
@@ -119,7 +126,17 @@ class Worker:
     def _start_locked(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        owner = self._owner()
+        if owner is None:
+            return
+        if self._finalizer is None:
+            # When the owner is collected, end the thread at once instead of at its next job.
+            self._finalizer = weakref.finalize(owner, Worker._halt, weakref.ref(self))
+        del owner
+        if self._wakeup is None:
+            self._wakeup = threading.Event()
+        wakeup = self._wakeup
+        thread = threading.Thread(target=self._run, args=(wakeup,), name=self.name, daemon=True)
         try:
             thread.start()
         except RuntimeError as exc:
@@ -140,14 +157,14 @@ class Worker:
             due, job = self._jobs[name]
             return name, due, job
 
-    def _run(self) -> None:
+    def _run(self, wakeup: threading.Event) -> None:
         try:
             while True:
-                self._wakeup.clear()
+                wakeup.clear()
                 name, due, job = self._next()
                 if job is None or due > self._clock.monotonic():
                     idle = due if job is not None else self._clock.monotonic() + 3600.0
-                    self._clock.wait_until(idle, self._wakeup)
+                    self._clock.wait_until(idle, wakeup)
                     continue
                 assert name is not None
                 with self._lock:
