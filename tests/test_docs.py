@@ -10,7 +10,7 @@ verify one. Blocks fenced as `py` instead of `python` need a server this test do
 
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
@@ -54,7 +54,7 @@ def test_the_readme_first_screen_is_two_commands():
     assert "pip install" not in first_screen
 
 
-def _anchors(page: Path) -> set:
+def _anchors(page: Path) -> Set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
     headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
