@@ -808,14 +808,13 @@ class Client:
             return (yield from self._delegated.fetch_plan(self, key))
         endpoint = self._token_endpoint()
         refresh_token, deadline = self._fetch_bounds(key)
-        if self._fleet is None:
-            self._check_cooling(key)  # (a fleet keeps its cool-downs in the shared store)
-        if self._fleet is not None:
+        if self._fleet is not None:  # (the fleet keeps its cool-downs in the shared store)
             return (
                 yield from self._fleet.fetch_plan(
                     endpoint, key, refresh_token, deadline=deadline, policy=self._policy
                 )
             )
+        self._check_cooling(key)
         return (
             yield from token_plan(
                 endpoint, key, refresh_token, deadline=deadline, policy=self._policy, clock=self._clock

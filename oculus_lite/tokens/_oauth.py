@@ -127,7 +127,7 @@ class TokenEndpoint:
         self.timeout = timeout
         self.margin = margin
         self.task_id = task_id
-        # What every grant carries, form-encoded once (a miss costs ~20 us less than urlencode).
+        # What every grant carries, form-encoded once: request() costs half of urlencode alone.
         self._task_field = "&task_id=" + quote_plus(task_id) if task_id else ""
         self._credentials = Secret(
             "&client_id=" + quote_plus(client_id) + "&client_secret=" + quote_plus(client_secret)
