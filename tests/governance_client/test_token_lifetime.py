@@ -172,6 +172,7 @@ def test_a_revoked_token_triggers_exactly_one_refetch(
     read()
     first = jti_of(client)
     wait_for(lambda: emu.stats()["revocation_requests"] == 2, "the revocation poller's first poll")
+    worker_barrier(client)  # the poll has rescheduled itself (15 s from its end), not only been served
     emu.revoke(first)
     clock.advance(15.0)
     wait_for(lambda: emu.stats()["revocation_requests"] == 3, "the next revocation poll")
