@@ -622,13 +622,13 @@ class AuditEmitter:
 
     def _schedule_retry(self, error: Optional[BaseException], retry_after: Optional[float] = None) -> None:
         self._failures += 1
-        self._retries += 1
         if retry_after is not None:
             delay = min(retry_after, _MAX_RETRY_AFTER)
         else:
             ceiling = min(self._max_backoff, 0.1 * (2 ** min(self._failures - 1, 30)))
             delay = random.uniform(ceiling / 2, ceiling)
         self._retry_at = self._clock.monotonic() + delay
+        self._retries += 1  # counted once the retry is scheduled: stats() never runs ahead of it
         if error is not None:
             pending, _ = self._buffer.pending()
             level = logging.WARNING if self._failures == 1 else logging.DEBUG
