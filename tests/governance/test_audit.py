@@ -237,9 +237,9 @@ def test_401_without_a_renewal_keeps_the_events(make_emitter, audit_server):
 def test_resent_batch_is_idempotent_by_event_id(make_emitter, audit_server):
     audit_server.record_then_fail.append(503)  # the server stored the batch but the reply was lost
     emitter = make_emitter()
-    emitter.start()
-    for n in range(20):
+    for n in range(20):  # queued before the sender starts: one batch, stored, its reply lost
         emitter.emit(event(emitter, n))
+    emitter.start()
     assert emitter.flush(timeout=20)
     assert audit_server.duplicates == 20 and len(audit_server.events) == 20
 
