@@ -33,19 +33,37 @@ RETRY_AFTER_CRASH = 5.0
 _RUNNING = float("inf")
 
 
+class _OwnerRef(weakref.ref):  # type: ignore[type-arg]
+    """The owner, held weakly. When it is collected, its worker's thread (if one was started)
+    is told to stop at once instead of at its next job.
+
+    A plain weakref callback, not ``weakref.finalize``: owners are made and dropped on any
+    thread, and CPython's exit hook walks finalize's registry without a lock ("dictionary
+    changed size during iteration" when a daemon thread adds or removes one meanwhile).
+    """
+
+    worker: "Optional[weakref.ref[Worker]]" = None
+
+
+def _owner_collected(ref: "weakref.ref[Any]") -> None:
+    worker_ref = getattr(ref, "worker", None)
+    worker = worker_ref() if worker_ref is not None else None
+    if worker is not None:
+        worker.signal_stop()
+
+
 class Worker:
     """Runs an owner's named jobs on one daemon thread, started on first use."""
 
     def __init__(self, owner: object, name: str, clock: Clock) -> None:
-        self._owner = weakref.ref(owner)
+        self._owner = _OwnerRef(owner, _owner_collected)
         self.name = name
         self._clock = clock
         self._lock = threading.Lock()
-        # The thread's wake-up event and the owner's finaliser are made when the thread first
-        # starts: most clients never need one, and a client is built often (per request in
-        # some apps), so construction stays small.
+        # The thread's wake-up event (and the owner ref's link back here) are made when the
+        # thread first starts: most clients never need one, and a client is built often (per
+        # request in some apps), so construction stays small.
         self._wakeup: Optional[threading.Event] = None
-        self._finalizer: Optional[object] = None  # a weakref.finalize
         self._jobs: Dict[str, Tuple[float, Job]] = {}
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
@@ -105,12 +123,6 @@ class Worker:
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _halt(ref: "weakref.ref[Worker]") -> None:
-        worker = ref()
-        if worker is not None:
-            worker.signal_stop()
-
     def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None:
@@ -129,10 +141,9 @@ class Worker:
         owner = self._owner()
         if owner is None:
             return
-        if self._finalizer is None:
-            # When the owner is collected, end the thread at once instead of at its next job.
-            self._finalizer = weakref.finalize(owner, Worker._halt, weakref.ref(self))
         del owner
+        if self._owner.worker is None:
+            self._owner.worker = weakref.ref(self)
         if self._wakeup is None:
             self._wakeup = threading.Event()
         wakeup = self._wakeup

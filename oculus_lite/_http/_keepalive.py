@@ -154,8 +154,14 @@ class ConnectionPool:
         self._idle: _Idle = {}
         self._generation = 0
         _pools.add(self)
-        # a pool dropped without close() still closes its idle sockets (no ResourceWarning)
-        weakref.finalize(self, _close_all, self._idle)
+
+    def __del__(self) -> None:
+        # A pool dropped without close() still closes its idle sockets (no ResourceWarning).
+        # Not weakref.finalize: pools are made lazily, often on a background thread, and
+        # CPython's exit hook walks finalize's registry without a lock.
+        idle = getattr(self, "_idle", None)
+        if idle:
+            _close_all(idle)
 
     def idle_count(self) -> int:
         with self._lock:

@@ -230,8 +230,13 @@ class AuditEmitter:
         self._dropped_at_burst = 0
         _live.add(self)
         _register_exit_hook()  # started or not, what is queued at exit is sent
-        # Dropped without stop() while events wait (never started, so no thread keeps it): say so.
-        weakref.finalize(self, _report_unsent, self._buffer).atexit = False
+
+    def __del__(self) -> None:
+        # Dropped without stop() while events wait (never started, so no thread keeps it): say
+        # so. Not weakref.finalize, whose registry CPython's exit hook walks without a lock:
+        # emitters are made and dropped on any thread.
+        if not getattr(self, "_closed", True):
+            _report_unsent(self._buffer)
 
     def __repr__(self) -> str:
         pending, _ = self._buffer.pending()

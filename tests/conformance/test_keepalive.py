@@ -270,4 +270,4 @@ def test_garbage_collected_transport_closes_its_idle_sockets(server: ScriptedSer
     assert _get(t, server.url("/echo")) == 200
     del t
     gc.collect()
-    assert server.wait_closed(1) == 1  # closed by the finalizer, no ResourceWarning (warnings are errors)
+    assert server.wait_closed(1) == 1  # closed when the pool is collected (warnings are errors)

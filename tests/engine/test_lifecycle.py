@@ -68,8 +68,9 @@ def test_async_permission_client_close_works_without_await(emulator):
 
 
 def test_a_dropped_client_ends_its_worker(emulator, agent):
-    """Background threads hold the client weakly: dropping it without stop() ends them."""
-    client: Any = Client(agent.client_id, agent.client_secret, emulator.url, revocation_interval=0.5)
+    """Background threads hold the client weakly: dropping it without stop() ends them at once
+    (the next poll is ten minutes away; the owner's collection wakes the thread)."""
+    client: Any = Client(agent.client_id, agent.client_secret, emulator.url, revocation_interval=600)
     client.get_token("db:read")
     worker = client._worker._thread
     assert worker is not None and worker.is_alive()
@@ -167,3 +168,91 @@ def test_fork_hooks_leave_with_their_objects():
     del clients, client
     gc.collect()
     assert len(_fork._hooks) == before
+
+
+_WATCH_FINALIZE = """
+import gc, logging, sys, threading, weakref
+logging.basicConfig()
+
+class Watched(dict):
+    # weakref.finalize's registry, noting every change made off the main thread
+    off_main = []
+
+    def _note(self, what):
+        if threading.current_thread() is not threading.main_thread():
+            Watched.off_main.append((what, threading.current_thread().name))
+
+    def __setitem__(self, key, value):
+        self._note("add")
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        self._note("remove")
+        dict.__delitem__(self, key)
+
+    def pop(self, *args):
+        self._note("remove")
+        return dict.pop(self, *args)
+
+weakref.finalize._registry = Watched(weakref.finalize._registry)
+
+from oculus_lite import Client
+from oculus_lite.audit import AuditEmitter
+
+url, client_id, client_secret, service_token = sys.argv[1:5]
+
+# The audit thread's first batch builds the keep-alive pool, on that thread.
+emitter = AuditEmitter(url, service_token, "agent-w")
+emitter.start()
+emitter.emit({"event_type": "t"})
+assert emitter.flush(timeout=20)
+
+def use_and_drop():
+    client = Client(client_id, client_secret, url, timeout=5, revocation_interval=600)
+    client.get_token("db:read")  # starts the worker (revocation polling)
+    worker = client._worker._thread
+    del client
+    gc.collect()
+    worker.join(10)
+    assert not worker.is_alive()
+    dropped = AuditEmitter(url, service_token, "agent-d")  # made and dropped here, unstopped
+    dropped.emit({"event_type": "t"})
+    del dropped
+    gc.collect()
+
+thread = threading.Thread(target=use_and_drop)
+thread.start()
+thread.join(60)
+emitter.stop()
+print(Watched.off_main)
+"""
+
+
+def test_background_threads_never_touch_the_finalize_registry(emulator, agent):
+    """CPython's exit hook walks weakref.finalize's registry without a lock; a daemon thread
+    adding or removing a finaliser meanwhile breaks it ("dictionary changed size during
+    iteration": seen in CI when the audit thread built its connection pool as the process
+    exited). Pools, workers and emitters made, used and dropped off the main thread now leave
+    that registry alone."""
+    import json
+    import subprocess
+    import sys
+    import urllib.parse
+    import urllib.request
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": agent.client_id,
+        "client_secret": agent.client_secret,
+        "scope": "db:read",
+    }
+    with urllib.request.urlopen(
+        emulator.url + "/oauth/token", urllib.parse.urlencode(form).encode()
+    ) as reply:
+        service_token = json.loads(reply.read())["sdk_service_token"]
+    argv = [sys.executable, "-c", _WATCH_FINALIZE, emulator.url, agent.client_id, agent.client_secret]
+    out = subprocess.run(argv + [service_token], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+    assert "discarded with 1 unsent event" in out.stderr  # the dropped emitter still says so
+    assert len(emulator.audit_events()) == 1
