@@ -3,7 +3,12 @@ synchronous everywhere, background threads hold their client weakly."""
 
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import threading
+import urllib.parse
+import urllib.request
 import weakref
 from typing import Any
 
@@ -102,6 +107,22 @@ def test_stop_returns_within_the_timeout_when_the_poller_is_stuck(emulator, agen
     stopper.join(10)
 
 
+def _run_as_agent(script: str, emulator: Any, agent: Any) -> "subprocess.CompletedProcess[str]":
+    """Run ``script`` in a fresh interpreter with argv: url, client id, secret, service token."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": agent.client_id,
+        "client_secret": agent.client_secret,
+        "scope": "db:read",
+    }
+    with urllib.request.urlopen(
+        emulator.url + "/oauth/token", urllib.parse.urlencode(form).encode()
+    ) as reply:
+        service_token = json.loads(reply.read())["sdk_service_token"]
+    argv = [sys.executable, "-c", script, emulator.url, agent.client_id, agent.client_secret, service_token]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=90)
+
+
 _AT_EXIT = """
 import atexit, sys
 from oculus_lite import Client
@@ -126,28 +147,7 @@ atexit.register(at_exit)
 def test_clients_work_inside_an_exit_hook(emulator, agent):
     """atexit handlers run when the interpreter no longer starts threads (3.12+): the worker,
     the keep-alive reaper and the audit thread each carry on without theirs."""
-    import json
-    import subprocess
-    import sys
-    import urllib.parse
-    import urllib.request
-
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": agent.client_id,
-        "client_secret": agent.client_secret,
-        "scope": "db:read",
-    }
-    with urllib.request.urlopen(
-        emulator.url + "/oauth/token", urllib.parse.urlencode(form).encode()
-    ) as reply:
-        service_token = json.loads(reply.read())["sdk_service_token"]
-    out = subprocess.run(
-        [sys.executable, "-c", _AT_EXIT, emulator.url, agent.client_id, agent.client_secret, service_token],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _run_as_agent(_AT_EXIT, emulator, agent)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert out.stdout.split() == ["done", "0"]
     assert emulator.stats()["token_requests"] == 3  # ours for the service token, then the two
@@ -234,24 +234,7 @@ def test_background_threads_never_touch_the_finalize_registry(emulator, agent):
     iteration": seen in CI when the audit thread built its connection pool as the process
     exited). Pools, workers and emitters made, used and dropped off the main thread now leave
     that registry alone."""
-    import json
-    import subprocess
-    import sys
-    import urllib.parse
-    import urllib.request
-
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": agent.client_id,
-        "client_secret": agent.client_secret,
-        "scope": "db:read",
-    }
-    with urllib.request.urlopen(
-        emulator.url + "/oauth/token", urllib.parse.urlencode(form).encode()
-    ) as reply:
-        service_token = json.loads(reply.read())["sdk_service_token"]
-    argv = [sys.executable, "-c", _WATCH_FINALIZE, emulator.url, agent.client_id, agent.client_secret]
-    out = subprocess.run(argv + [service_token], capture_output=True, text=True, timeout=90)
+    out = _run_as_agent(_WATCH_FINALIZE, emulator, agent)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
     assert "discarded with 1 unsent event" in out.stderr  # the dropped emitter still says so
