@@ -236,9 +236,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 30) -> Any:
+    from selenium.common.exceptions import WebDriverException  # type: ignore[import-not-found,unused-ignore]
     from selenium.webdriver.support.ui import WebDriverWait  # type: ignore[import-not-found,unused-ignore]
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    def met(current: Any) -> Any:
+        try:
+            return condition(current)
+        except WebDriverException as exc:
+            # The page re-rendered between finding an element and reading it. Chrome reports that
+            # as an inspector error ("Node with given id does not belong to the document"), not
+            # as a stale element, and WebDriverWait would give up on it: look again instead.
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(met)
 
 
 @pytest.fixture
